@@ -1,0 +1,41 @@
+# The commands of the README. `make run` serves the embedded default on http://127.0.0.1:5000;
+# `make test` runs the whole suite on the real Redis and MariaDB of this machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test bench services train init-db clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamp files: reinstall only when pyproject.toml changes.
+$(VENV)/.run-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.run-deps
+
+train: $(VENV)/.run-deps
+	$(BIN)/python -m ml_api train-demo --if-missing
+
+init-db: train
+	$(BIN)/python -m ml_api init-db
+
+run: init-db
+	$(BIN)/gunicorn -c ml_api/gunicorn_conf.py
+
+services:
+	bash tests/ensure-services.sh
+
+test: $(VENV)/.test-deps services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.test-deps services
+	$(BIN)/python -m load_test.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var bench-results test-output

@@ -1,0 +1,21 @@
+"""A/B model-serving API. Gunicorn runs `ml_api:create_app()`."""
+from __future__ import annotations
+
+from flask import Flask
+
+from .settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app; connects to the cache and database of `settings` (env by default)."""
+    from .jsonio import register_error_handlers
+    from .routes import api
+    from .wiring import build_services
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["ml_api"] = build_services(settings)
+    app.register_blueprint(api)
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,106 @@
+"""Experiments as the serving path sees them: immutable values, refreshed from storage."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable
+
+from .assignment import bucket_bounds
+from .errors import BackendUnavailable, UnknownExperiment
+
+DRAFT, RUNNING, PAUSED, STOPPED = "draft", "running", "paused", "stopped"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    model_key: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: int
+    name: str
+    salt: str
+    status: str
+    variants: tuple[Variant, ...]
+    strategy: str = "hash"
+    default_variant: str | None = None
+    metric: str = "conversion"
+    config: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def control(self) -> Variant:
+        """The first variant is the control (the champion)."""
+        return self.variants[0]
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == RUNNING
+
+    @cached_property
+    def bounds(self) -> list[int]:
+        return bucket_bounds([v.weight for v in self.variants])
+
+    @cached_property
+    def _by_name(self) -> dict[str, Variant]:
+        return {v.name: v for v in self.variants}
+
+    def variant(self, name: str) -> Variant | None:
+        return self._by_name.get(name)
+
+    @property
+    def serving_variant(self) -> Variant:
+        """What a not-running experiment serves to everyone: the promoted variant, else control."""
+        return self.variant(self.default_variant or "") or self.control
+
+
+class ExperimentCatalog:
+    """In-process view of all experiments, reloaded at most every `refresh_seconds`.
+
+    Keeps serving the last good view when storage is unreachable: a database outage must not
+    take /predict down.
+    """
+
+    def __init__(self, load: Callable[[], list[Experiment]], refresh_seconds: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self._load = load
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._by_name: dict[str, Experiment] = {}
+        self._loaded_at: float | None = None
+
+    def refresh(self) -> None:
+        experiments = self._load()
+        self._by_name = {e.name: e for e in experiments}
+        self._loaded_at = self._clock()
+
+    def _maybe_refresh(self) -> None:
+        now = self._clock()
+        if self._loaded_at is not None and now - self._loaded_at < self._refresh_seconds:
+            return
+        if not self._lock.acquire(blocking=self._loaded_at is None):
+            return  # another thread is refreshing; serve the current view meanwhile
+        try:
+            self.refresh()
+        except BackendUnavailable:
+            if self._loaded_at is None:
+                raise
+            self._loaded_at = now  # retry after another interval, keep the last good view
+        finally:
+            self._lock.release()
+
+    def get(self, name: str) -> Experiment:
+        self._maybe_refresh()
+        experiment = self._by_name.get(name)
+        if experiment is None:
+            raise UnknownExperiment(f"no experiment named {name!r}")
+        return experiment
+
+    def all(self) -> list[Experiment]:
+        self._maybe_refresh()
+        return list(self._by_name.values())

@@ -1,0 +1,31 @@
+"""Gunicorn settings shared by `make run`, the tests, the benchmark and the container."""
+import os
+import sys
+
+wsgi_app = "ml_api:create_app()"
+bind = os.environ.get("BIND", "127.0.0.1:5000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# gthread keeps client connections alive between requests; the model call holds the GIL, so
+# a few threads per worker are enough to overlap network waits (Redis, MySQL).
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = 30
+graceful_timeout = 30
+keepalive = 5
+# No preload: every worker builds its own Redis and database clients after the fork.
+preload_app = False
+# Several instances run side by side in tests and benchmarks; none needs the control socket.
+control_socket_disable = True
+
+
+def on_starting(server):
+    """Refuse to start, with a clear message, when a model artifact fails its sha256 check."""
+    from ml_api.errors import ModelIntegrityError
+    from ml_api.model_registry import verify_all
+    from ml_api.settings import Settings
+
+    try:
+        verify_all(Settings.from_env().models_dir)
+    except ModelIntegrityError as exc:
+        print(f"ml_api: refusing to start: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)

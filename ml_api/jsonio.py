@@ -1,0 +1,59 @@
+"""JSON in and out for the HTTP layer, and the single renderer of every error as JSON."""
+from __future__ import annotations
+
+import json
+import logging
+
+import orjson
+from flask import Flask, Request, Response
+from werkzeug.exceptions import HTTPException
+
+from .errors import ApiError, MalformedJSON, UnsupportedMediaType
+
+log = logging.getLogger(__name__)
+
+
+def json_response(body: dict, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+def read_json_body(request: Request):
+    """The parsed body; 415 unless the content type is JSON, 400 unless the body is JSON."""
+    if not request.is_json:
+        raise UnsupportedMediaType("send the body as application/json")
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson rejects NaN/Infinity literals and numbers beyond a double; the standard parser
+    # accepts them so that they get their own, more precise, 422 further on.
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedJSON(f"the body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def _http_error_code(exc: HTTPException) -> str:
+    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return json_response(exc.to_dict(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        # Flask's own errors (404, 405, 413, 400 from werkzeug) in the same JSON shape.
+        response = json_response({"error": _http_error_code(exc), "message": exc.description},
+                                 exc.code or 500)
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return json_response({"error": "internal_error",
+                              "message": "internal error; it has been logged"}, 500)

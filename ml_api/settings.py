@@ -1,0 +1,58 @@
+"""Service settings, read once from the environment (see api.env and the README's table)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_sqlite_url() -> str:
+    return f"sqlite:///{PROJECT_ROOT / 'var' / 'ml_api.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    redis_url: str = ""
+    redis_prefix: str = "ml_api:"
+    redis_timeout_ms: int = 50
+    models_dir: Path = PROJECT_ROOT / "models"
+    default_experiment: str = "demo"
+    max_body_bytes: int = 64 * 1024
+    experiment_refresh_seconds: float = 2.0
+    local_cache_max_entries: int = 1_000_000
+
+    @property
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy URL in use: DATABASE_URL, or the embedded SQLite file."""
+        return self.database_url or _default_sqlite_url()
+
+    @property
+    def uses_embedded_defaults(self) -> bool:
+        return not self.database_url and not self.redis_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        base = cls()
+        return cls(
+            database_url=env.get("DATABASE_URL", "").strip(),
+            redis_url=env.get("REDIS_URL", "").strip(),
+            redis_prefix=env.get("REDIS_PREFIX", base.redis_prefix),
+            redis_timeout_ms=int(env.get("REDIS_TIMEOUT_MS", base.redis_timeout_ms)),
+            models_dir=Path(env.get("MODELS_DIR", base.models_dir)),
+            default_experiment=env.get("DEFAULT_EXPERIMENT", base.default_experiment),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES", base.max_body_bytes)),
+            experiment_refresh_seconds=float(
+                env.get("EXPERIMENT_REFRESH_SECONDS", base.experiment_refresh_seconds)
+            ),
+            local_cache_max_entries=int(
+                env.get("LOCAL_CACHE_MAX_ENTRIES", base.local_cache_max_entries)
+            ),
+        )
+
+    def with_overrides(self, **changes) -> "Settings":
+        return replace(self, **changes)

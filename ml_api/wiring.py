@@ -1,0 +1,80 @@
+"""The one place that builds the service's parts from Settings and connects them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .cache import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
+from .errors import BackendUnavailable
+from .experiments import RUNNING, ExperimentCatalog, Variant
+from .sticky import StickyAssigner
+from .model_registry import ModelRegistry, verify_all
+from .prediction import PredictionService
+from .settings import Settings
+from .storage import SqlStore, make_engine, schema_is_current, upgrade_schema
+from .training import CONTROL_KEY, VARIATION_KEY
+
+ASSIGNMENT_TTL_SECONDS = 90 * 24 * 3600
+
+
+class SchemaNotInitialised(RuntimeError):
+    pass
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: ModelRegistry
+    store: SqlStore
+    cache: AssignmentCache
+    catalog: ExperimentCatalog
+    prediction: PredictionService
+
+    def readiness(self) -> dict[str, str]:
+        """'ok' or the reason, for each dependency /ready checks."""
+        checks = {"models": "ok" if len(self.registry) else "no models loaded"}
+        for name, ping in (("cache", self.cache.ping), ("database", self.store.ping)):
+            try:
+                ping()
+                checks[name] = "ok"
+            except BackendUnavailable as exc:
+                checks[name] = str(exc)
+        return checks
+
+
+def build_cache(settings: Settings) -> AssignmentCache:
+    if settings.redis_url:
+        return RedisAssignmentCache(settings.redis_url, settings.redis_prefix,
+                                    settings.redis_timeout_ms, ASSIGNMENT_TTL_SECONDS)
+    return InProcessAssignmentCache(settings.local_cache_max_entries)
+
+
+def build_services(settings: Settings) -> Services:
+    """Load verified models and connect to the cache and database (call once per process)."""
+    registry = ModelRegistry.load(settings.models_dir)
+    store = SqlStore(make_engine(settings.effective_database_url))
+    if not schema_is_current(store.engine):
+        raise SchemaNotInitialised(
+            "the database schema is missing or out of date: run `python -m ml_api init-db`")
+    cache = build_cache(settings)
+    catalog = ExperimentCatalog(store.load_experiments, settings.experiment_refresh_seconds)
+    catalog.refresh()
+    prediction = PredictionService(catalog, StickyAssigner(cache, store), registry,
+                                   settings.default_experiment)
+    return Services(settings, registry, store, cache, catalog, prediction)
+
+
+def init_database(settings: Settings) -> SqlStore:
+    """Migrate the schema, register the manifest's models and create the demo experiment."""
+    specs = verify_all(settings.models_dir)
+    store = SqlStore(make_engine(settings.effective_database_url))
+    upgrade_schema(store.engine)
+    store.sync_models(specs)
+    keys = {spec.key for spec in specs}
+    if ({CONTROL_KEY, VARIATION_KEY} <= keys
+            and not store.experiment_exists(settings.default_experiment)):
+        store.create_experiment(
+            settings.default_experiment,
+            [Variant("control", CONTROL_KEY, 50), Variant("variation", VARIATION_KEY, 50)],
+            status=RUNNING,
+        )
+    return store

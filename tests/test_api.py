@@ -1,0 +1,144 @@
+"""/predict, /health and /ready through the Flask app, on the embedded default and on the real
+Redis + MariaDB (each test runs on both)."""
+import json
+
+import pytest
+
+from tests.helpers import FEATURE_NAMES, FEATURES
+
+from ml_api.training import demo_dataset
+
+
+def post(client, body, content_type="application/json"):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post("/predict", data=data, content_type=content_type)
+
+
+def test_predict_answers_with_the_groups_real_model(client, services):
+    response = post(client, {"uid": "alice", "features": FEATURES})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) == {"request_id", "experiment", "group", "model", "prediction", "score",
+                         "latency_ms"}
+    assert body["experiment"] == "demo" and body["group"] in {"control", "variation"}
+    expected_model = {"control": "logreg", "variation": "gboost"}[body["group"]]
+    assert body["model"] == {"name": expected_model, "version": "1"}
+    # The answer is the real estimator's, not a constant.
+    estimator = services.registry.get(f"{expected_model}@1").estimator
+    assert body["score"] == pytest.approx(estimator.predict_proba([FEATURES])[0][1])
+    assert body["prediction"] == int(estimator.predict([FEATURES])[0])
+
+
+def test_predictions_vary_with_the_features(client):
+    x, y, _ = demo_dataset()
+    predictions = {post(client, {"uid": "u", "features": list(map(float, x[i]))})
+                   .get_json()["prediction"] for i in range(0, 60)}
+    assert predictions == {0, 1}
+
+
+def test_features_by_name_equal_features_by_position(client):
+    by_name = dict(zip(FEATURE_NAMES, FEATURES))
+    a = post(client, {"uid": "carol", "features": FEATURES}).get_json()
+    b = post(client, {"uid": "carol", "features": by_name}).get_json()
+    assert (a["group"], a["score"]) == (b["group"], b["score"])
+
+
+def test_returning_uid_keeps_its_group_and_one_exposure_is_recorded(client, services):
+    groups = {post(client, {"uid": f"user-{i}", "features": FEATURES}).get_json()["group"]
+              for i in range(40)}
+    assert groups == {"control", "variation"}
+    first = [post(client, {"uid": f"user-{i}", "features": FEATURES}).get_json()["group"]
+             for i in range(40)]
+    again = [post(client, {"uid": f"user-{i}", "features": FEATURES}).get_json()["group"]
+             for i in range(40)]
+    assert first == again
+    experiment = services.catalog.get("demo")
+    assert sum(services.store.exposure_counts(experiment.id).values()) == 40
+
+
+def test_uids_are_case_and_space_exact(client, services):
+    experiment = services.catalog.get("demo")
+    for uid in ("Bob", "bob", "bob "):
+        assert post(client, {"uid": uid, "features": FEATURES}).status_code == 200
+    assert sum(services.store.exposure_counts(experiment.id).values()) == 3
+
+
+def test_health_and_ready(client):
+    assert client.get("/health").get_json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"] == {"models": "ok", "cache": "ok", "database": "ok"}
+
+
+TOO_LONG_UID = "u" * 257
+ERROR_CASES = [
+    # (body or raw text, content type, status, error code)
+    ("{not json", "application/json", 400, "malformed_json"),
+    ("", "application/json", 400, "malformed_json"),
+    ("[" * 5000 + "]" * 5000, "application/json", 400, "malformed_json"),
+    ([1, 2], "application/json", 400, "invalid_request"),
+    ({"features": FEATURES}, "application/json", 400, "invalid_request"),
+    ({"uid": "", "features": FEATURES}, "application/json", 400, "invalid_request"),
+    ({"uid": "   ", "features": FEATURES}, "application/json", 400, "invalid_request"),
+    ({"uid": 12, "features": FEATURES}, "application/json", 400, "invalid_request"),
+    ({"uid": TOO_LONG_UID, "features": FEATURES}, "application/json", 400, "invalid_request"),
+    ({"uid": "a\nb", "features": FEATURES}, "application/json", 400, "invalid_request"),
+    ({"uid": "a"}, "application/json", 400, "invalid_request"),
+    ({"uid": "a", "features": "1,2,3"}, "application/json", 400, "invalid_request"),
+    ({"uid": "a", "features": ["1"] * 10}, "application/json", 400, "invalid_request"),
+    ({"uid": "a", "features": [True] * 10}, "application/json", 400, "invalid_request"),
+    ({"uid": "a", "features": [None] * 10}, "application/json", 400, "invalid_request"),
+    ({"uid": "a", "features": FEATURES, "experiment": 5}, "application/json", 400,
+     "invalid_request"),
+    ({"uid": "a", "features": FEATURES}, "text/plain", 415, "unsupported_media_type"),
+    ({"uid": "a", "features": FEATURES}, "application/x-www-form-urlencoded", 415,
+     "unsupported_media_type"),
+    ({"uid": "a", "features": FEATURES[:9]}, "application/json", 422, "invalid_features"),
+    ({"uid": "a", "features": FEATURES + [1.0]}, "application/json", 422, "invalid_features"),
+    ({"uid": "a", "features": {"mean_radius": 1.0}}, "application/json", 422,
+     "invalid_features"),
+    ('{"uid": "a", "features": [NaN, 1, 1, 1, 1, 1, 1, 1, 1, 1]}', "application/json", 422,
+     "invalid_features"),
+    ('{"uid": "a", "features": [Infinity, 1, 1, 1, 1, 1, 1, 1, 1, 1]}', "application/json", 422,
+     "invalid_features"),
+    ('{"uid": "a", "features": [1e999, 1, 1, 1, 1, 1, 1, 1, 1, 1]}', "application/json", 422,
+     "invalid_features"),
+    ('{"uid": "a", "features": [1' + "0" * 400 + ', 1, 1, 1, 1, 1, 1, 1, 1, 1]}',
+     "application/json", 422, "invalid_features"),
+    ({"uid": "a", "features": FEATURES, "experiment": "nope"}, "application/json", 404,
+     "unknown_experiment"),
+]
+
+
+@pytest.mark.parametrize("body,content_type,status,code", ERROR_CASES,
+                         ids=[f"{c[2]}-{i}" for i, c in enumerate(ERROR_CASES)])
+def test_bad_input_gets_a_json_error_and_stores_nothing(client, services, body, content_type,
+                                                        status, code):
+    response = post(client, body, content_type)
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    payload = response.get_json()
+    assert payload["error"] == code and payload["message"]
+    experiment = services.catalog.get("demo")
+    assert services.store.exposure_counts(experiment.id) == {}
+
+
+def test_body_over_the_limit_is_413(client, services):
+    huge = json.dumps({"uid": "a", "features": FEATURES, "pad": "x" * 70_000})
+    response = post(client, huge)
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "request_entity_too_large"
+    assert services.store.exposure_counts(services.catalog.get("demo").id) == {}
+
+
+@pytest.mark.parametrize("method,path,status,code", [
+    ("get", "/predict", 405, "method_not_allowed"),
+    ("put", "/predict", 405, "method_not_allowed"),
+    ("get", "/nowhere", 404, "not_found"),
+    ("post", "/health", 405, "method_not_allowed"),
+])
+def test_routing_errors_are_json(client, method, path, status, code):
+    response = getattr(client, method)(path)
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    assert response.get_json()["error"] == code
