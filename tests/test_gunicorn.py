@@ -1,0 +1,72 @@
+"""The service as it is deployed: gunicorn with its config file, 2 workers, real backends."""
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from scipy import stats
+
+from tests.helpers import ROOT, FEATURES, Gunicorn, settings_env
+
+N_UIDS = 10_000
+
+
+def ask_all(url, uids, threads=16):
+    local = threading.local()
+
+    def ask(uid):
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        response = local.session.post(f"{url}/predict", json={"uid": uid, "features": FEATURES},
+                                      timeout=30)
+        assert response.status_code == 200, response.text
+        return uid, response.json()["group"]
+
+    with ThreadPoolExecutor(threads) as pool:
+        return dict(pool.map(ask, uids))
+
+
+def test_10k_uids_split_evenly_and_keep_their_group_across_a_full_restart(real_settings,
+                                                                         tmp_path):
+    uids = [f"consumer-{i}" for i in range(N_UIDS)]
+    env = settings_env(real_settings)
+    with Gunicorn(env, workers=2, log_path=tmp_path / "first.log") as server:
+        first = ask_all(server.url, uids)
+    control = sum(g == "control" for g in first.values())
+    assert stats.binomtest(control, N_UIDS, 0.5).pvalue > 0.001
+
+    with Gunicorn(env, workers=2, log_path=tmp_path / "second.log") as server:
+        second = ask_all(server.url, uids)
+    assert second == first
+
+
+def test_embedded_default_through_gunicorn(embedded_settings, tmp_path):
+    env = settings_env(embedded_settings)
+    assert "REDIS_URL" not in env
+    with Gunicorn(env, workers=2, log_path=tmp_path / "g.log") as server:
+        first = ask_all(server.url, [f"e-{i}" for i in range(300)], threads=4)
+        again = ask_all(server.url, [f"e-{i}" for i in range(300)], threads=4)
+    assert first == again
+    assert set(first.values()) == {"control", "variation"}
+
+
+def test_tampered_model_stops_the_start_with_a_clear_message(embedded_settings, tmp_path):
+    artifact = next(embedded_settings.models_dir.glob("gboost-*.joblib"))
+    original = artifact.read_bytes()
+    try:
+        artifact.write_bytes(original + b"\0")
+        check = subprocess.run([sys.executable, "-m", "ml_api", "check-models"],
+                               env={**settings_env(embedded_settings), "PATH": ""},
+                               capture_output=True, text=True, cwd=ROOT)
+        assert check.returncode != 0 and "sha256" in check.stderr
+        server = Gunicorn(settings_env(embedded_settings), log_path=tmp_path / "g.log")
+        try:
+            server.start(timeout=20)
+            raise AssertionError("gunicorn started with a tampered model")
+        except RuntimeError as exc:
+            assert "exited" in str(exc)
+        assert server.proc.returncode != 0
+        assert "refusing to start" in (tmp_path / "g.log").read_text()
+    finally:
+        artifact.write_bytes(original)

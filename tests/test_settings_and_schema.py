@@ -1,0 +1,47 @@
+"""Settings from the environment, and a schema that only migrations create."""
+import pytest
+
+from ml_api import create_app
+from ml_api.settings import Settings
+from ml_api.storage import make_engine, schema_is_current, upgrade_schema
+from ml_api.wiring import SchemaNotInitialised
+
+
+def test_settings_from_env_and_embedded_default():
+    settings = Settings.from_env({})
+    assert settings.uses_embedded_defaults
+    assert settings.effective_database_url.startswith("sqlite:///")
+    real = Settings.from_env({"DATABASE_URL": "mysql+pymysql://u:p@h/db",
+                              "REDIS_URL": "redis://h:6379/0", "REDIS_TIMEOUT_MS": "20",
+                              "MAX_BODY_BYTES": "1000"})
+    assert not real.uses_embedded_defaults
+    assert (real.redis_timeout_ms, real.max_body_bytes) == (20, 1000)
+
+
+def test_service_refuses_an_uninitialised_database(models_dir, tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'empty.sqlite3'}",
+                        models_dir=models_dir)
+    with pytest.raises(SchemaNotInitialised, match="init-db"):
+        create_app(settings)
+
+
+def test_migrations_run_on_mariadb_and_are_idempotent(mysql_url):
+    engine = make_engine(mysql_url)
+    assert not schema_is_current(engine)
+    upgrade_schema(engine)
+    upgrade_schema(engine)
+    assert schema_is_current(engine)
+    with engine.connect() as conn:
+        collation = conn.exec_driver_sql(
+            "SELECT COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'exposures' "
+            "AND COLUMN_NAME = 'uid'").scalar()
+    assert collation == "utf8mb4_nopad_bin"
+
+
+def test_demo_experiment_exists_from_the_first_start(embedded_settings):
+    services = create_app(embedded_settings).extensions["ml_api"]
+    demo = services.catalog.get("demo")
+    assert demo.is_running
+    assert [(v.name, v.model_key, v.weight) for v in demo.variants] == \
+        [("control", "logreg@1", 50), ("variation", "gboost@1", 50)]

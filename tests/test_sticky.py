@@ -1,0 +1,91 @@
+"""Stickiness on the real Redis and MariaDB: weight changes, cache flushes, races, outages."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from scipy import stats
+
+from ml_api import create_app
+from ml_api.payloads import PredictRequest
+from tests.helpers import FEATURES, Gunicorn, settings_env
+
+
+def predict_groups(services, uids):
+    return {uid: services.prediction.predict(PredictRequest(uid, FEATURES, None)).group
+            for uid in uids}
+
+
+def test_weight_change_keeps_assigned_uids_and_moves_only_new_ones(real_settings):
+    services = create_app(real_settings).extensions["ml_api"]
+    first_uids = [f"early-{i}" for i in range(1000)]
+    before = predict_groups(services, first_uids)
+    demo = services.catalog.get("demo")
+    services.store.set_weights(demo.id, {"control": 90, "variation": 10})
+
+    assert predict_groups(services, first_uids) == before
+    late = predict_groups(services, [f"late-{i}" for i in range(3000)])
+    control = sum(g == "control" for g in late.values())
+    assert stats.binomtest(control, 3000, 0.9).pvalue > 0.001
+    counts = services.store.exposure_counts(demo.id)
+    assert sum(counts.values()) == 4000
+
+
+def test_flushed_cache_loses_no_assignment(real_settings, redis_client):
+    services = create_app(real_settings).extensions["ml_api"]
+    uids = [f"flush-{i}" for i in range(500)]
+    before = predict_groups(services, uids)
+    demo = services.catalog.get("demo")
+    # Change the weights too, so the hash alone would now give many uids another group.
+    services.store.set_weights(demo.id, {"control": 1, "variation": 99})
+    keys = list(redis_client.scan_iter(match=f"{real_settings.redis_prefix}*"))
+    assert len(keys) == 500
+    redis_client.delete(*keys)
+
+    assert predict_groups(services, uids) == before
+    # The cache was refilled with the durable answers.
+    assert redis_client.get(f"{real_settings.redis_prefix}assign:{demo.id}:flush-0") \
+        == before["flush-0"]
+
+
+def test_returning_uid_costs_one_redis_command(real_settings, redis_client):
+    services = create_app(real_settings).extensions["ml_api"]
+    predict_groups(services, ["counted"])
+    before = int(redis_client.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+    set_before = redis_client.info("commandstats").get("cmdstat_set", {}).get("calls", 0)
+    predict_groups(services, ["counted"] * 20)
+    stats_after = redis_client.info("commandstats")
+    # Other tests may share this Redis server, but none runs concurrently in this process.
+    assert stats_after["cmdstat_get"]["calls"] - before == 20
+    assert stats_after["cmdstat_set"]["calls"] == set_before
+
+
+def test_redis_unreachable_falls_back_to_the_database(real_settings):
+    services = create_app(real_settings).extensions["ml_api"]
+    uids = [f"outage-{i}" for i in range(100)]
+    before = predict_groups(services, uids)
+    down = real_settings.with_overrides(redis_url="redis://127.0.0.1:1/0")
+    services_without_redis = create_app(down).extensions["ml_api"]
+    assert predict_groups(services_without_redis, uids) == before
+    new = predict_groups(services_without_redis, ["outage-new"])
+    # A uid first seen during the outage is recorded durably and keeps its group afterwards.
+    assert predict_groups(services, ["outage-new"]) == new
+
+
+def test_fifty_concurrent_requests_for_one_new_uid_get_one_group(real_settings, tmp_path):
+    with Gunicorn(settings_env(real_settings), workers=2, log_path=tmp_path / "g.log") as server:
+        barrier = threading.Barrier(50)
+
+        def ask(_):
+            session = requests.Session()
+            session.get(f"{server.url}/health")  # connect first, then race on the request
+            barrier.wait()
+            return session.post(f"{server.url}/predict",
+                                json={"uid": "racer", "features": FEATURES}, timeout=30)
+
+        with ThreadPoolExecutor(50) as pool:
+            responses = list(pool.map(ask, range(50)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.json()["group"] for r in responses}) == 1
+    services = create_app(real_settings).extensions["ml_api"]
+    demo = services.catalog.get("demo")
+    assert sum(services.store.exposure_counts(demo.id).values()) == 1
