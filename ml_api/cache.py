@@ -1,7 +1,7 @@
-"""The assignment cache: Redis when REDIS_URL is set, an in-process dict otherwise.
+"""Assignment caches: a bounded dict in each process, and Redis shared by all of them.
 
-Both implement the same three operations. The cache only speeds up the database's answer:
-the exposures table stays the durable record, so a flushed or evicted key loses nothing.
+Both implement the same operations. A cache only speeds up the database's answer: the
+exposures table stays the durable record, so a flushed or evicted key loses nothing.
 Every redis-py error leaves this module as CacheUnavailable.
 """
 from __future__ import annotations
@@ -71,7 +71,8 @@ class RedisAssignmentCache:
 
 
 class InProcessAssignmentCache:
-    """The embedded default: a bounded dict per process. SQLite stays the record across workers."""
+    """This process's memory tier (the only cache of the embedded default). Bounded: the oldest
+    entries go first, and the database still holds them."""
 
     def __init__(self, max_entries: int = 1_000_000):
         self._data: dict[tuple[int, str], str] = {}

@@ -1,56 +1,89 @@
 """Sticky assignment: the first group a uid gets in an experiment is its group for good.
 
-Read path (a returning uid): one cache GET. Miss path: hash the uid with the current
-weights, claim that group in the cache with SET NX, and record the exposure in the database,
-whose unique key (experiment, uid) has the final word. So a weight change only moves new
-uids, and a flushed cache or a restart moves nobody.
+Tiers, fastest first: this process's memory, then Redis (when configured), then the
+database, whose unique key (experiment, uid) decides which group a new uid gets when
+several workers or replicas race for it. Only database-confirmed answers are cached, so
+every cached value is final and a returning uid costs at most one Redis round-trip (none
+once this process has seen it). A weight change only moves new uids; a flushed cache or a
+restart moves nobody.
+
+While the database is unreachable, Redis SET NX arbitrates instead, and the answer is
+cached in Redis as *provisional* (never in memory) until the exposure is written.
 """
 from __future__ import annotations
 
 import logging
 
-from .assignment import choose_variant, bucket
-from .cache import AssignmentCache
+from .assignment import bucket, choose_variant
+from .cache import AssignmentCache, InProcessAssignmentCache
 from .errors import CacheUnavailable, StorageUnavailable
 from .experiments import Experiment
 from .storage import SqlStore
 
 log = logging.getLogger(__name__)
 
+PROVISIONAL = "*"  # suffix of a Redis value not yet confirmed by the database
+
 
 class StickyAssigner:
-    def __init__(self, cache: AssignmentCache, store: SqlStore):
-        self._cache = cache
+    def __init__(self, local: InProcessAssignmentCache, shared: AssignmentCache | None,
+                 store: SqlStore):
+        self._local = local
+        self._shared = shared
         self._store = store
 
     def assign(self, experiment: Experiment, uid: str) -> str:
         """The variant name of this uid in this (running) experiment."""
-        try:
-            cached = self._cache.get(experiment.id, uid)
-        except CacheUnavailable as exc:
-            log.warning("assignment cache unavailable, using the database: %s", exc)
-            cached = None
-        if cached is not None and experiment.variant(cached) is not None:
-            return cached
-        return self._assign_on_miss(experiment, uid)
+        known = self._local.get(experiment.id, uid)
+        if known is not None:
+            return known
+        shared = self._shared_get(experiment, uid)
+        if shared is not None:
+            if not shared.endswith(PROVISIONAL):
+                self._local.put(experiment.id, uid, shared)
+                return shared
+            provisional = shared[:-1]
+        else:
+            provisional = None
+        return self._assign_on_miss(experiment, uid, provisional)
 
-    def _assign_on_miss(self, experiment: Experiment, uid: str) -> str:
-        candidate = experiment.variants[choose_variant(bucket(experiment.salt, uid),
-                                                       experiment.bounds)].name
+    def _shared_get(self, experiment: Experiment, uid: str) -> str | None:
+        if self._shared is None:
+            return None
         try:
-            claimed = self._cache.claim(experiment.id, uid, candidate)
-        except CacheUnavailable:
-            claimed = candidate
+            value = self._shared.get(experiment.id, uid)
+        except CacheUnavailable as exc:
+            log.warning("assignment cache unavailable, asking the database: %s", exc)
+            return None
+        if value is not None and experiment.variant(value.removesuffix(PROVISIONAL)) is None:
+            return None  # a variant that no longer exists: decide again
+        return value
+
+    def _assign_on_miss(self, experiment: Experiment, uid: str, provisional: str | None) -> str:
+        candidate = provisional or experiment.variants[
+            choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
         try:
-            durable = self._store.record_exposure(experiment.id, uid, claimed)
+            durable = self._store.record_exposure(experiment.id, uid, candidate)
         except StorageUnavailable as exc:
-            log.error("exposure of uid in %s not recorded: %s", experiment.name, exc)
-            return claimed
-        if durable != claimed:
-            # The database knew this uid already (the cache was flushed, or another replica
-            # used another cache): its answer wins, and the cache is corrected.
+            log.error("exposure in %s not recorded, database unavailable: %s",
+                      experiment.name, exc)
+            return self._claim_provisionally(experiment, uid, candidate)
+        self._local.put(experiment.id, uid, durable)
+        if self._shared is not None:
             try:
-                self._cache.put(experiment.id, uid, durable)
+                # SET NX: of concurrent writers the first wins; all write the same
+                # database-confirmed value, except over a provisional one, which is replaced.
+                if self._shared.claim(experiment.id, uid, durable) != durable:
+                    self._shared.put(experiment.id, uid, durable)
             except CacheUnavailable:
                 pass
         return durable
+
+    def _claim_provisionally(self, experiment: Experiment, uid: str, candidate: str) -> str:
+        if self._shared is None:
+            return candidate
+        try:
+            claimed = self._shared.claim(experiment.id, uid, candidate + PROVISIONAL)
+        except CacheUnavailable:
+            return candidate
+        return claimed.removesuffix(PROVISIONAL)

@@ -25,14 +25,17 @@ class Services:
     settings: Settings
     registry: ModelRegistry
     store: SqlStore
-    cache: AssignmentCache
+    cache: AssignmentCache | None
     catalog: ExperimentCatalog
     prediction: PredictionService
 
     def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for each dependency /ready checks."""
         checks = {"models": "ok" if len(self.registry) else "no models loaded"}
-        for name, ping in (("cache", self.cache.ping), ("database", self.store.ping)):
+        pings = [("database", self.store.ping)]
+        if self.cache is not None:
+            pings.insert(0, ("cache", self.cache.ping))
+        for name, ping in pings:
             try:
                 ping()
                 checks[name] = "ok"
@@ -41,11 +44,12 @@ class Services:
         return checks
 
 
-def build_cache(settings: Settings) -> AssignmentCache:
-    if settings.redis_url:
-        return RedisAssignmentCache(settings.redis_url, settings.redis_prefix,
-                                    settings.redis_timeout_ms, ASSIGNMENT_TTL_SECONDS)
-    return InProcessAssignmentCache(settings.local_cache_max_entries)
+def build_shared_cache(settings: Settings) -> AssignmentCache | None:
+    """Redis when REDIS_URL is set; None on the embedded default (memory + SQLite only)."""
+    if not settings.redis_url:
+        return None
+    return RedisAssignmentCache(settings.redis_url, settings.redis_prefix,
+                                settings.redis_timeout_ms, ASSIGNMENT_TTL_SECONDS)
 
 
 def build_services(settings: Settings) -> Services:
@@ -55,11 +59,12 @@ def build_services(settings: Settings) -> Services:
     if not schema_is_current(store.engine):
         raise SchemaNotInitialised(
             "the database schema is missing or out of date: run `python -m ml_api init-db`")
-    cache = build_cache(settings)
+    cache = build_shared_cache(settings)
     catalog = ExperimentCatalog(store.load_experiments, settings.experiment_refresh_seconds)
     catalog.refresh()
-    prediction = PredictionService(catalog, StickyAssigner(cache, store), registry,
-                                   settings.default_experiment)
+    assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
+                              cache, store)
+    prediction = PredictionService(catalog, assigner, registry, settings.default_experiment)
     return Services(settings, registry, store, cache, catalog, prediction)
 
 

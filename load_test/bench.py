@@ -1,0 +1,205 @@
+"""Benchmark: POST /predict through the full A/B path next to a bare Flask endpoint serving the
+same models, in one run on this machine, on the real Redis and MariaDB.
+
+    python -m load_test.bench [--duration 10] [--rounds 3] [--connections 16]
+
+Rounds alternate bare and full; the summary takes medians. wrk drives the load (Debian
+package `wrk`, installed by this command when missing and running as root).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pymysql
+import redis
+
+from load_test.processes import ROOT, Gunicorn
+from ml_api.settings import Settings
+from ml_api.training import train_demo_models
+from ml_api.payloads import PredictRequest
+from ml_api.wiring import build_services, init_database
+
+WRK_SCRIPT = ROOT / "load_test" / "wrk_predict.lua"
+BARE_APP = "load_test.bare_app:create_bare_app()"
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False,
+                       stdout=subprocess.DEVNULL)
+        path = shutil.which("wrk")
+    if not path:
+        sys.exit("wrk is needed: apt-get install wrk")
+    return path
+
+
+@contextmanager
+def bench_backends(mysql_root: str, redis_url: str):
+    """A private MariaDB database, Redis prefix and trained models; all removed afterwards."""
+    name = f"ml_api_bench_{uuid.uuid4().hex[:10]}"
+    host_part = mysql_root.split("://", 1)[1]
+    creds, hostport = host_part.rsplit("@", 1)
+    user, _, password = creds.partition(":")
+    host, _, port = hostport.strip("/").partition(":")
+    admin = pymysql.connect(host=host, port=int(port or 3306), user=user, password=password)
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    prefix = f"ml_api_bench:{uuid.uuid4().hex[:10]}:"
+    models = Path(tempfile.mkdtemp(prefix="ml_api_bench_models_"))
+    try:
+        train_demo_models(models)
+        settings = Settings(database_url=f"{mysql_root.rstrip('/')}/{name}",
+                            redis_url=redis_url, redis_prefix=prefix, models_dir=models)
+        init_database(settings)
+        yield settings
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=5000))
+        for i in range(0, len(keys), 5000):
+            client.delete(*keys[i:i + 5000])
+        shutil.rmtree(models, ignore_errors=True)
+
+
+def assign_returning_users(settings: Settings, run_id: str, users: int) -> None:
+    """First assignment of every returning uid, through the service's own code path."""
+    services = build_services(settings)
+    features = [17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: services.prediction.predict(
+            PredictRequest(f"{run_id}-user-{i}", features, None)), range(users)))
+
+
+def run_wrk(wrk: str, url: str, duration: float, connections: int, threads: int,
+            env: dict[str, str]) -> dict:
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s",
+               "-s", str(WRK_SCRIPT), url]
+    out = subprocess.run(command, env={**os.environ, **env},
+                         capture_output=True, text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
+    result = json.loads(line.removeprefix("WRK_JSON "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["failures"] = result["errors"] + result["non_2xx"]
+    return result
+
+
+def rss_mib(pids: list[int]) -> list[float]:
+    sizes = []
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(round(int(line.split()[1]) / 1024, 1))
+    return sizes
+
+
+def summarise(runs: list[dict]) -> dict:
+    return {
+        "rps": round(statistics.median(r["rps"] for r in runs), 1),
+        "p50_ms": round(statistics.median(r["p50_us"] for r in runs) / 1000, 2),
+        "p95_ms": round(statistics.median(r["p95_us"] for r in runs) / 1000, 2),
+        "p99_ms": round(statistics.median(r["p99_us"] for r in runs) / 1000, 2),
+        "failures": sum(r["failures"] for r in runs),
+        "requests": sum(r["requests"] for r in runs),
+    }
+
+
+def print_table(summary: dict) -> None:
+    rows = summary["targets"]
+    print(f"\n{'endpoint':<34}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+          f"{'fails':>7}  RSS/worker MiB")
+    for name, row in rows.items():
+        print(f"{name:<34}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p95_ms']:>9.2f}"
+              f"{row['p99_ms']:>9.2f}{row['failures']:>7}  {row['rss_mib_per_worker']}")
+    ratios = summary["ratios"]
+    print(f"\nfull/bare throughput {ratios['throughput']:.2f}x, "
+          f"p99 {ratios['p99']:.2f}x  ({summary['config']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--users", type=int, default=5000, help="returning uids")
+    parser.add_argument("--new-share", type=float, default=0.0,
+                        help="share of requests from never-seen uids")
+    parser.add_argument("--mysql-root", default=os.environ.get(
+        "BENCH_MYSQL_ROOT", "mysql+pymysql://root:@127.0.0.1:3306"))
+    parser.add_argument("--redis-url", default=os.environ.get(
+        "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    args = parser.parse_args(argv)
+
+    wrk = ensure_wrk()
+    args.out.mkdir(parents=True, exist_ok=True)
+    run_id = f"b{uuid.uuid4().hex[:6]}"
+    wrk_env = {"WRK_USERS": str(args.users), "WRK_RUN": run_id,
+               "WRK_NEW_SHARE": str(args.new_share)}
+    with bench_backends(args.mysql_root, args.redis_url) as settings:
+        env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.database_url,
+               "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix}
+        full = Gunicorn(env, workers=args.workers, log_path=args.out / "full.log").start()
+        bare = Gunicorn(env, workers=args.workers, log_path=args.out / "bare.log",
+                        app=BARE_APP).start()
+        try:
+            # Warm-up: every returning uid gets its first assignment (exposure row, Redis
+            # key), then both servers take a short run to load anything loaded lazily.
+            assign_returning_users(settings, run_id, args.users)
+            run_wrk(wrk, full.url, 2, args.connections, args.threads, wrk_env)
+            run_wrk(wrk, bare.url, 2, args.connections, args.threads, wrk_env)
+            runs: dict[str, list[dict]] = {"bare": [], "full": []}
+            for round_index in range(args.rounds):
+                order = ("bare", "full") if round_index % 2 == 0 else ("full", "bare")
+                for name in order:
+                    target = bare if name == "bare" else full
+                    runs[name].append(run_wrk(wrk, target.url, args.duration, args.connections,
+                                              args.threads, wrk_env))
+            rss = {"bare": rss_mib(bare.worker_pids()), "full": rss_mib(full.worker_pids())}
+        finally:
+            full.stop()
+            bare.stop()
+
+    labels = {"bare": "bare Flask + same models", "full": "POST /predict (full A/B path)"}
+    targets = {}
+    for name in ("bare", "full"):
+        targets[labels[name]] = {**summarise(runs[name]), "rss_mib_per_worker": rss[name],
+                                 "runs": runs[name]}
+    bare_s, full_s = targets[labels["bare"]], targets[labels["full"]]
+    summary = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": f"{args.workers} gunicorn workers, wrk -t{args.threads} -c{args.connections} "
+                  f"{args.duration:g}s x {args.rounds} rounds, {args.users} returning uids, "
+                  f"new share {args.new_share:g}, real Redis + MariaDB, {os.cpu_count()} cores",
+        "targets": targets,
+        "ratios": {"throughput": round(full_s["rps"] / bare_s["rps"], 3),
+                   "p99": round(full_s["p99_ms"] / bare_s["p99_ms"], 3)},
+    }
+    path = args.out / f"predict-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print_table(summary)
+    print(f"summary written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

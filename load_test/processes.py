@@ -1,0 +1,82 @@
+"""Run the service (or the benchmark's baseline) under gunicorn with the project's config file."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = ROOT / "ml_api" / "gunicorn_conf.py"
+# The service's own variables: a child process gets only those the caller sets.
+SERVICE_VARIABLES = {"DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "MODELS_DIR", "BIND",
+                     "WEB_CONCURRENCY", "GUNICORN_THREADS", "DEFAULT_EXPERIMENT",
+                     "EXPERIMENT_REFRESH_SECONDS"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ready", timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class Gunicorn:
+    """gunicorn -c ml_api/gunicorn_conf.py [APP] on a free port, as the container runs it."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2, log_path: Path | None = None,
+                 app: str | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        inherited = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+        self._env = {**inherited, **env, "BIND": f"127.0.0.1:{self.port}",
+                     "WEB_CONCURRENCY": str(workers)}
+        self._log_path = log_path
+        self._app = app
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> "Gunicorn":
+        log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
+        command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
+        self.proc = subprocess.Popen(command + ([self._app] if self._app else []), cwd=ROOT,
+                                     env=self._env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}")
+            if _ready(self.url):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gunicorn did not become ready")
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> "Gunicorn":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
