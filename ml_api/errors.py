@@ -3,10 +3,17 @@
     ApiError (500 internal_error)
     ├── InvalidRequest (400 invalid_request)
     │   └── MalformedJSON (400 malformed_json)
+    ├── Unauthorized (401 unauthorized)
+    ├── NotFound (404 not_found)
+    │   ├── UnknownExperiment (404 unknown_experiment)
+    │   └── UnknownAssignment (404 unknown_assignment)
+    ├── Conflict (409 conflict)
+    │   ├── DuplicateExperiment (409 duplicate_experiment)
+    │   ├── IllegalTransition (409 illegal_transition)
+    │   └── ConcurrentChange (409 concurrent_change)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InvalidFeatures (422 invalid_features)
-    ├── NotFound (404 not_found)
-    │   └── UnknownExperiment (404 unknown_experiment)
+    ├── InvalidExperiment (422 invalid_experiment)
     └── ServiceUnavailable (503 unavailable)
 
 Adapter errors (raised by cache.py and storage.py, never rendered directly):
@@ -80,3 +87,34 @@ class StorageUnavailable(BackendUnavailable):
 
 class ModelIntegrityError(Exception):
     """A model artifact is missing or does not match the sha256 recorded in the manifest."""
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class DuplicateExperiment(Conflict):
+    code = "duplicate_experiment"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class ConcurrentChange(Conflict):
+    code = "concurrent_change"
+
+
+class InvalidExperiment(ApiError):
+    status = 422
+    code = "invalid_experiment"
+
+
+class UnknownAssignment(NotFound):
+    code = "unknown_assignment"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Callable
 
@@ -11,6 +12,21 @@ from .assignment import bucket_bounds
 from .errors import BackendUnavailable, UnknownExperiment
 
 DRAFT, RUNNING, PAUSED, STOPPED = "draft", "running", "paused", "stopped"
+STRATEGIES = ("hash", "epsilon_greedy", "thompson", "shadow", "canary")
+
+# Settings of an experiment (its `config`), with their defaults. Described in the README.
+DEFAULT_SETTINGS = {
+    "metric_type": "conversion",    # "conversion" (rate per exposed user) or "mean"
+    "alpha": 0.05,                  # family-wise error rate of the decision
+    "min_sample_size": 0,           # exposures per variant before auto-stop may decide
+    "max_duration_hours": None,     # auto-stop after this long running
+    "auto_stop": False,
+    "mde": 0.02,                    # minimum detectable effect (absolute) for the sample size
+    "tau": None,                    # mSPRT mixing standard deviation; None means mde
+    "epsilon": 0.1,                 # epsilon_greedy exploration share
+    "min_share": 0.05,              # bandits: smallest share any arm keeps
+    "canary": None,                 # canary ramp: steps, hold_seconds, guards (see canary.py)
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,24 @@ class Experiment:
     default_variant: str | None = None
     metric: str = "conversion"
     config: dict = field(default_factory=dict, compare=False)
+    version: int = 0
+    started_at: datetime | None = None
+    # Weights in force now when a strategy sets them (bandits, canary, shadow); else None.
+    live_weights: tuple[float, ...] | None = field(default=None, compare=False)
+
+    def setting(self, key: str):
+        value = self.config.get(key)
+        return DEFAULT_SETTINGS[key] if value is None else value
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return self.live_weights or tuple(v.weight for v in self.variants)
+
+    @cached_property
+    def shares(self) -> dict[str, float]:
+        """Each variant's share of new uids now (for the expected counts of the SRM check)."""
+        total = sum(self.weights)
+        return {v.name: w / total for v, w in zip(self.variants, self.weights)}
 
     @property
     def control(self) -> Variant:
@@ -43,7 +77,7 @@ class Experiment:
 
     @cached_property
     def bounds(self) -> list[int]:
-        return bucket_bounds([v.weight for v in self.variants])
+        return bucket_bounds(self.weights)
 
     @cached_property
     def _by_name(self) -> dict[str, Variant]:

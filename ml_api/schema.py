@@ -24,6 +24,8 @@ def _exact_string(length: int):
 
 
 ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
+DOUBLE = Float().with_variant(mysql.DOUBLE(), "mysql", "mariadb")
+TIME = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -58,6 +60,10 @@ class Experiment(Base):
     config: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # Bumped by every admin change: changes are compare-and-set on it, so two admins (or an
+    # admin and the canary/auto-stop supervisor) cannot overwrite each other unseen.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Variant(Base):
@@ -82,5 +88,114 @@ class Exposure(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
     uid: Mapped[str] = mapped_column(_exact_string(256))
     variant: Mapped[str] = mapped_column(String(64))
-    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=False).with_variant(
-        mysql.DATETIME(fsp=6), "mysql", "mariadb"))
+    first_seen: Mapped[datetime] = mapped_column(TIME)
+
+
+class VariantCounter(Base):
+    """Exposures per variant, and the exposures the weights expected at assignment time (for
+    the sample-ratio check). Sharded by uid so concurrent first exposures rarely share a row."""
+
+    __tablename__ = "variant_counters"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    exposures: Mapped[int] = mapped_column(BigInteger)
+    expected: Mapped[float] = mapped_column(DOUBLE)
+
+
+class VariantMetric(Base):
+    """Per variant and metric: users with an outcome, events, and the sum and sum of squares
+    of per-user totals (so mean and variance per exposed user cost O(1) to read)."""
+
+    __tablename__ = "variant_metrics"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    users: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[float] = mapped_column(DOUBLE)
+    total_sq: Mapped[float] = mapped_column(DOUBLE)
+
+
+class UserMetric(Base):
+    __tablename__ = "user_metrics"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    uid: Mapped[str] = mapped_column(_exact_string(256), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64))
+    total: Mapped[float] = mapped_column(DOUBLE)
+    events: Mapped[int] = mapped_column(BigInteger)
+
+
+class Outcome(Base):
+    """Every accepted outcome event, as received (the raw record the counters reconcile to)."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (UniqueConstraint("experiment_id", "event_id", name="uq_outcome_event"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    uid: Mapped[str] = mapped_column(_exact_string(256))
+    variant: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(DOUBLE)
+    event_id: Mapped[str | None] = mapped_column(_exact_string(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TIME)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TIME)
+
+
+class ShadowCounter(Base):
+    __tablename__ = "shadow_counters"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    comparisons: Mapped[int] = mapped_column(BigInteger)
+    agreements: Mapped[int] = mapped_column(BigInteger)
+    primary_ms_sum: Mapped[float] = mapped_column(DOUBLE)
+    shadow_ms_sum: Mapped[float] = mapped_column(DOUBLE)
+
+
+class ShadowPrediction(Base):
+    __tablename__ = "shadow_predictions"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    request_id: Mapped[str] = mapped_column(String(32))
+    uid: Mapped[str] = mapped_column(_exact_string(256))
+    primary_variant: Mapped[str] = mapped_column(String(64))
+    primary_prediction: Mapped[object] = mapped_column(JSON, nullable=True)
+    primary_score: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    primary_ms: Mapped[float] = mapped_column(DOUBLE)
+    shadow_variant: Mapped[str] = mapped_column(String(64))
+    shadow_prediction: Mapped[object] = mapped_column(JSON, nullable=True)
+    shadow_score: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    shadow_ms: Mapped[float] = mapped_column(DOUBLE)
+    created_at: Mapped[datetime] = mapped_column(TIME)
+
+
+class VariantHealth(Base):
+    """Requests, errors and a latency histogram per variant and minute (canary guards)."""
+
+    __tablename__ = "variant_health"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    latency_buckets: Mapped[dict] = mapped_column(JSON)

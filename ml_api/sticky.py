@@ -18,7 +18,7 @@ from .assignment import bucket, choose_variant
 from .cache import AssignmentCache, InProcessAssignmentCache
 from .errors import CacheUnavailable, StorageUnavailable
 from .experiments import Experiment
-from .storage import SqlStore
+from .event_store import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ PROVISIONAL = "*"  # suffix of a Redis value not yet confirmed by the database
 
 class StickyAssigner:
     def __init__(self, local: InProcessAssignmentCache, shared: AssignmentCache | None,
-                 store: SqlStore):
+                 store: EventStore):
         self._local = local
         self._shared = shared
         self._store = store
@@ -63,7 +63,8 @@ class StickyAssigner:
         candidate = provisional or experiment.variants[
             choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
         try:
-            durable = self._store.record_exposure(experiment.id, uid, candidate)
+            durable = self._store.record_exposure(experiment.id, uid, candidate,
+                                                 experiment.shares)
         except StorageUnavailable as exc:
             log.error("exposure in %s not recorded, database unavailable: %s",
                       experiment.name, exc)

@@ -1,7 +1,9 @@
-"""The SQL adapter (MySQL/MariaDB through PyMySQL, or SQLite): engine, migrations, queries.
+"""The SQL adapter (MySQL/MariaDB through PyMySQL, or SQLite): engine, migrations, and the
+experiment definitions, model registry and audit log. Per-request records (exposures,
+outcomes, counters) are in event_store.py, on the same engine.
 
-Every sqlalchemy error leaves this module as StorageUnavailable, except the integrity errors
-it resolves itself (a duplicate exposure means another process recorded it first).
+Every sqlalchemy error leaves these modules as StorageUnavailable, except the integrity
+errors they resolve themselves.
 """
 from __future__ import annotations
 
@@ -14,16 +16,29 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, func, insert, select, text, update
+from sqlalchemy import create_engine, event, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .errors import StorageUnavailable
+from .errors import ConcurrentChange, StorageUnavailable
 from .experiments import Experiment as ExperimentValue, Variant as VariantValue
 from .model_registry import ModelSpec
-from .schema import Experiment, Exposure, ModelVersion, Variant
+from .schema import AuditEntry, Experiment, ModelVersion, Variant, VariantCounter
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SHARDS = 16  # counter rows per variant and metric; see event_store.shard_of
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """sqlalchemy errors become StorageUnavailable; IntegrityError is left to the caller."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except SQLAlchemyError as exc:
+        raise StorageUnavailable(f"database error while {what}: {exc.__class__.__name__}") \
+            from exc
 
 
 def utcnow() -> datetime:
@@ -42,6 +57,13 @@ def make_engine(url: str) -> Engine:
         def _sqlite_pragmas(dbapi_conn, _record):
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
+            dbapi_conn.isolation_level = None  # transactions begin below, not in pysqlite
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # Take the write lock up front: with several gunicorn workers, a read-then-write
+            # transaction would otherwise fail at once when another worker wrote meanwhile.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(
@@ -71,30 +93,21 @@ def schema_is_current(engine: Engine) -> bool:
         return MigrationContext.configure(conn).get_current_revision() == head
 
 
+
 class SqlStore:
-    """Experiments, variants, the model registry and exposures in one relational database."""
+    """Experiments, variants, the model registry and the audit log."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    @contextmanager
-    def _translated(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except IntegrityError:
-            raise
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(f"database error while {what}: {exc.__class__.__name__}") \
-                from exc
-
     def ping(self) -> None:
-        with self._translated("pinging"), self.engine.connect() as conn:
+        with translated("pinging"), self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
     # --- experiments -----------------------------------------------------------------------
 
     def load_experiments(self) -> list[ExperimentValue]:
-        with self._translated("loading experiments"), self.engine.connect() as conn:
+        with translated("loading experiments"), self.engine.connect() as conn:
             experiments = conn.execute(select(Experiment.__table__)).all()
             variants = conn.execute(
                 select(Variant.__table__).order_by(Variant.experiment_id, Variant.position)
@@ -107,47 +120,108 @@ class SqlStore:
             ExperimentValue(
                 id=e.id, name=e.name, salt=e.salt, status=e.status, strategy=e.strategy,
                 variants=tuple(by_experiment.get(e.id, ())), default_variant=e.default_variant,
-                metric=e.metric, config=e.config or {},
+                metric=e.metric, config=e.config or {}, version=e.version,
+                started_at=e.started_at,
             )
             for e in experiments
         ]
 
+    def load_experiment(self, name: str) -> ExperimentValue | None:
+        return next((e for e in self.load_experiments() if e.name == name), None)
+
     def create_experiment(self, name: str, variants: Iterable[VariantValue], *,
                           status: str, salt: str | None = None, strategy: str = "hash",
-                          metric: str = "conversion", config: dict | None = None) -> int:
+                          metric: str = "conversion", config: dict | None = None,
+                          actor: str | None = None, audit_after: dict | None = None) -> int:
+        """Insert the experiment, its variants and zeroed counters (and an audit entry)."""
         now = utcnow()
-        with self._translated("creating an experiment"), self.engine.begin() as conn:
+        variants = list(variants)
+        with translated("creating an experiment"), self.engine.begin() as conn:
             experiment_id = conn.execute(insert(Experiment.__table__).values(
                 name=name, salt=salt or name, status=status, strategy=strategy, metric=metric,
-                config=config or {}, created_at=now, updated_at=now,
+                config=config or {}, created_at=now, updated_at=now, version=0,
             )).inserted_primary_key[0]
             conn.execute(insert(Variant.__table__), [
                 {"experiment_id": experiment_id, "name": v.name, "model_key": v.model_key,
                  "weight": v.weight, "position": i}
                 for i, v in enumerate(variants)
             ])
+            conn.execute(insert(VariantCounter.__table__), [
+                {"experiment_id": experiment_id, "variant": v.name, "shard": shard,
+                 "exposures": 0, "expected": 0.0}
+                for v in variants for shard in range(SHARDS)
+            ])
+            if actor:
+                self._audit(conn, experiment_id, actor, "create", None, audit_after)
         return experiment_id
 
     def experiment_exists(self, name: str) -> bool:
-        with self._translated("reading an experiment"), self.engine.connect() as conn:
+        with translated("reading an experiment"), self.engine.connect() as conn:
             return conn.execute(
                 select(Experiment.id).where(Experiment.name == name)).first() is not None
 
+    def update_experiment(self, experiment: ExperimentValue, *, actor: str, action: str,
+                          before: dict, after: dict, columns: dict | None = None,
+                          weights: dict[str, float] | None = None) -> None:
+        """Apply a change if nobody changed the experiment since `experiment` was read.
+
+        Compare-and-set on the version column; the audit entry is written in the same
+        transaction, so every change that happened is in the log and nothing else is.
+        """
+        values = dict(columns or {}, version=experiment.version + 1, updated_at=utcnow())
+        with translated("changing an experiment"), self.engine.begin() as conn:
+            changed = conn.execute(update(Experiment.__table__).where(
+                Experiment.id == experiment.id, Experiment.version == experiment.version,
+            ).values(**values)).rowcount
+            if changed != 1:
+                raise ConcurrentChange(
+                    f"experiment {experiment.name!r} was changed meanwhile; read it and retry")
+            for name, weight in (weights or {}).items():
+                conn.execute(update(Variant.__table__).where(
+                    Variant.experiment_id == experiment.id, Variant.name == name,
+                ).values(weight=weight))
+            self._audit(conn, experiment.id, actor, action, before, after)
+
     def set_weights(self, experiment_id: int, weights: dict[str, float]) -> None:
-        with self._translated("changing weights"), self.engine.begin() as conn:
+        """Change weights directly (tests and scripts; the admin API uses update_experiment)."""
+        with translated("changing weights"), self.engine.begin() as conn:
             for name, weight in weights.items():
                 conn.execute(update(Variant.__table__).where(
                     Variant.experiment_id == experiment_id, Variant.name == name,
                 ).values(weight=weight))
             conn.execute(update(Experiment.__table__).where(Experiment.id == experiment_id)
-                         .values(updated_at=utcnow()))
+                         .values(updated_at=utcnow(), version=Experiment.version + 1))
+
+    def experiment_times(self, experiment_id: int) -> dict:
+        with translated("reading an experiment"), self.engine.connect() as conn:
+            row = conn.execute(select(Experiment.created_at, Experiment.updated_at,
+                                      Experiment.started_at)
+                               .where(Experiment.id == experiment_id)).one()
+        return {"created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
+                "started_at": _iso(row.started_at)}
+
+    # --- audit -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _audit(conn, experiment_id: int, actor: str, action: str, before, after) -> None:
+        conn.execute(insert(AuditEntry.__table__).values(
+            experiment_id=experiment_id, actor=actor[:128], action=action, before=before,
+            after=after, created_at=utcnow()))
+
+    def audit_entries(self, experiment_id: int) -> list[dict]:
+        with translated("reading the audit log"), self.engine.connect() as conn:
+            rows = conn.execute(select(AuditEntry.__table__).where(
+                AuditEntry.experiment_id == experiment_id).order_by(AuditEntry.id)).mappings()
+            return [{"id": r["id"], "actor": r["actor"], "action": r["action"],
+                     "before": r["before"], "after": r["after"], "at": _iso(r["created_at"])}
+                    for r in rows]
 
     # --- model registry --------------------------------------------------------------------
 
     def sync_models(self, specs: Iterable[ModelSpec]) -> None:
         """Record every manifest entry in model_versions (new ones inserted, changed ones updated)."""
         table = ModelVersion.__table__
-        with self._translated("registering models"), self.engine.begin() as conn:
+        with translated("registering models"), self.engine.begin() as conn:
             known = {(r.name, r.version): r.id for r in conn.execute(
                 select(table.c.id, table.c.name, table.c.version))}
             for spec in specs:
@@ -162,38 +236,10 @@ class SqlStore:
                     conn.execute(update(table).where(table.c.id == row_id).values(**values))
 
     def registered_models(self) -> list[dict]:
-        with self._translated("listing models"), self.engine.connect() as conn:
+        with translated("listing models"), self.engine.connect() as conn:
             rows = conn.execute(select(ModelVersion.__table__)).mappings().all()
         return [dict(r) for r in rows]
 
-    # --- exposures -------------------------------------------------------------------------
 
-    def record_exposure(self, experiment_id: int, uid: str, variant: str) -> str:
-        """Record the first exposure; returns the variant held durably for this uid.
-
-        The unique key (experiment_id, uid) makes the database the final arbiter: if another
-        worker or replica recorded this uid first, its variant is returned instead.
-        """
-        try:
-            with self._translated("recording an exposure"), self.engine.begin() as conn:
-                conn.execute(insert(Exposure.__table__).values(
-                    experiment_id=experiment_id, uid=uid, variant=variant,
-                    first_seen=utcnow()))
-            return variant
-        except IntegrityError:
-            existing = self.find_exposure(experiment_id, uid)
-            if existing is None:
-                raise StorageUnavailable("exposure insert conflicted but no row was found")
-            return existing
-
-    def find_exposure(self, experiment_id: int, uid: str) -> str | None:
-        with self._translated("reading an exposure"), self.engine.connect() as conn:
-            return conn.execute(select(Exposure.variant).where(
-                Exposure.experiment_id == experiment_id, Exposure.uid == uid)).scalar()
-
-    def exposure_counts(self, experiment_id: int) -> dict[str, int]:
-        with self._translated("counting exposures"), self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Exposure.variant, func.count()).where(
-                    Exposure.experiment_id == experiment_id).group_by(Exposure.variant))
-            return {variant: count for variant, count in rows}
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.replace(tzinfo=timezone.utc).isoformat()

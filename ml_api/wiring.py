@@ -5,12 +5,16 @@ from dataclasses import dataclass
 
 from .cache import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
 from .errors import BackendUnavailable
-from .experiments import RUNNING, ExperimentCatalog, Variant
-from .sticky import StickyAssigner
+from .event_store import EventStore
+from .experiments import RUNNING, Experiment, ExperimentCatalog, Variant
+from .lifecycle import ExperimentAdmin
 from .model_registry import ModelRegistry, verify_all
+from .outcomes import OutcomeService
 from .prediction import PredictionService
 from .settings import Settings
+from .sticky import StickyAssigner
 from .storage import SqlStore, make_engine, schema_is_current, upgrade_schema
+from .strategies import BANDITS, with_live_weights
 from .training import CONTROL_KEY, VARIATION_KEY
 
 ASSIGNMENT_TTL_SECONDS = 90 * 24 * 3600
@@ -25,9 +29,12 @@ class Services:
     settings: Settings
     registry: ModelRegistry
     store: SqlStore
+    events: EventStore
     cache: AssignmentCache | None
     catalog: ExperimentCatalog
     prediction: PredictionService
+    outcomes: OutcomeService
+    admin: ExperimentAdmin
 
     def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for each dependency /ready checks."""
@@ -52,20 +59,42 @@ def build_shared_cache(settings: Settings) -> AssignmentCache | None:
                                 settings.redis_timeout_ms, ASSIGNMENT_TTL_SECONDS)
 
 
+def live_experiments(store: SqlStore, events: EventStore) -> list[Experiment]:
+    """Experiments with the weights their strategies set now (bandits read their counters)."""
+    live = []
+    for experiment in store.load_experiments():
+        if experiment.strategy in BANDITS and experiment.is_running:
+            exposures, _ = events.exposure_counters(experiment.id)
+            sums = events.metric_sums(experiment.id, experiment.metric)
+            experiment = with_live_weights(experiment, exposures,
+                                           {v: s.users for v, s in sums.items()})
+        else:
+            experiment = with_live_weights(experiment)
+        live.append(experiment)
+    return live
+
+
 def build_services(settings: Settings) -> Services:
     """Load verified models and connect to the cache and database (call once per process)."""
     registry = ModelRegistry.load(settings.models_dir)
-    store = SqlStore(make_engine(settings.effective_database_url))
-    if not schema_is_current(store.engine):
+    engine = make_engine(settings.effective_database_url)
+    if not schema_is_current(engine):
         raise SchemaNotInitialised(
             "the database schema is missing or out of date: run `python -m ml_api init-db`")
+    store, events = SqlStore(engine), EventStore(engine)
     cache = build_shared_cache(settings)
-    catalog = ExperimentCatalog(store.load_experiments, settings.experiment_refresh_seconds)
+    catalog = ExperimentCatalog(lambda: live_experiments(store, events),
+                                settings.experiment_refresh_seconds)
     catalog.refresh()
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
-                              cache, store)
-    prediction = PredictionService(catalog, assigner, registry, settings.default_experiment)
-    return Services(settings, registry, store, cache, catalog, prediction)
+                              cache, events)
+    return Services(
+        settings=settings, registry=registry, store=store, events=events, cache=cache,
+        catalog=catalog,
+        prediction=PredictionService(catalog, assigner, registry, settings.default_experiment),
+        outcomes=OutcomeService(catalog, events, settings.default_experiment),
+        admin=ExperimentAdmin(store, events, registry, catalog),
+    )
 
 
 def init_database(settings: Settings) -> SqlStore:

@@ -1,0 +1,268 @@
+"""Per-request records in SQL: exposures, outcomes, shadow predictions, variant health, and
+the counters that keep results O(1) to read.
+
+Each record and its counter increments are written in one transaction, so the counters
+always equal what the raw rows add up to (`reconcile` recomputes them to prove it).
+Counters are sharded by uid (16 rows per variant) so concurrent writers rarely wait on
+the same row lock.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from .errors import StorageUnavailable, UnknownAssignment
+from .schema import (
+    Exposure, Outcome, ShadowCounter, ShadowPrediction, UserMetric, VariantCounter,
+    VariantHealth, VariantMetric,
+)
+from .storage import SHARDS, translated, utcnow
+
+
+def shard_of(uid: str) -> int:
+    return zlib.crc32(uid.encode("utf-8")) % SHARDS
+
+
+@dataclass(frozen=True)
+class MetricSums:
+    users: int = 0          # users whose total is positive (converting uids)
+    events: int = 0
+    total: float = 0.0      # sum over users of their total
+    total_sq: float = 0.0   # sum over users of their total squared
+
+
+@dataclass(frozen=True)
+class OutcomeReceipt:
+    variant: str
+    duplicate: bool
+
+
+class EventStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # --- exposures -------------------------------------------------------------------------
+
+    def record_exposure(self, experiment_id: int, uid: str, variant: str,
+                        shares: dict[str, float] | None = None) -> str:
+        """Record the first exposure; returns the variant held durably for this uid.
+
+        The unique key (experiment_id, uid) makes the database the final arbiter: if another
+        worker or replica recorded this uid first, its variant is returned instead. `shares`
+        (each variant's share of new uids now) feeds the expected counts of the SRM check.
+        """
+        shares = shares or {variant: 1.0}
+        try:
+            with translated("recording an exposure"), self.engine.begin() as conn:
+                conn.execute(insert(Exposure.__table__).values(
+                    experiment_id=experiment_id, uid=uid, variant=variant,
+                    first_seen=utcnow()))
+                conn.execute(update(VariantCounter.__table__).where(
+                    VariantCounter.experiment_id == experiment_id,
+                    VariantCounter.shard == shard_of(uid),
+                ).values(
+                    exposures=VariantCounter.exposures
+                    + case((VariantCounter.variant == variant, 1), else_=0),
+                    expected=VariantCounter.expected
+                    + case(*[(VariantCounter.variant == n, s) for n, s in shares.items()],
+                           else_=0.0),
+                ))
+            return variant
+        except IntegrityError:
+            existing = self.find_exposure(experiment_id, uid)
+            if existing is None:
+                raise StorageUnavailable("exposure insert conflicted but no row was found")
+            return existing
+
+    def find_exposure(self, experiment_id: int, uid: str) -> str | None:
+        with translated("reading an exposure"), self.engine.connect() as conn:
+            return conn.execute(select(Exposure.variant).where(
+                Exposure.experiment_id == experiment_id, Exposure.uid == uid)).scalar()
+
+    def exposure_counts(self, experiment_id: int) -> dict[str, int]:
+        """Exposures per variant counted from the raw rows (O(exposures); for checks)."""
+        with translated("counting exposures"), self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Exposure.variant, func.count()).where(
+                    Exposure.experiment_id == experiment_id).group_by(Exposure.variant))
+            return {variant: count for variant, count in rows}
+
+    def exposure_counters(self, experiment_id: int) -> tuple[dict[str, int], dict[str, float]]:
+        """(exposures, expected exposures) per variant, from the counters (O(variants))."""
+        with translated("reading counters"), self.engine.connect() as conn:
+            rows = conn.execute(select(
+                VariantCounter.variant, func.sum(VariantCounter.exposures),
+                func.sum(VariantCounter.expected),
+            ).where(VariantCounter.experiment_id == experiment_id)
+                .group_by(VariantCounter.variant)).all()
+        return ({v: int(n or 0) for v, n, _ in rows}, {v: float(e or 0) for v, _, e in rows})
+
+    # --- outcomes --------------------------------------------------------------------------
+
+    def record_outcome(self, experiment_id: int, uid: str, metric: str, value: float,
+                       event_id: str | None = None) -> OutcomeReceipt:
+        """Attribute an outcome to the uid's variant; a repeated event_id counts once."""
+        for attempt in range(3):
+            try:
+                with translated("recording an outcome"), self.engine.begin() as conn:
+                    return self._record_outcome(conn, experiment_id, uid, metric, value,
+                                                event_id)
+            except IntegrityError as exc:
+                message = str(exc.orig)
+                if event_id is not None and ("uq_outcome_event" in message
+                                             or "outcomes.event_id" in message):
+                    variant = self.find_exposure(experiment_id, uid)
+                    return OutcomeReceipt(variant or "", duplicate=True)
+                if attempt == 2:  # a concurrent first outcome of this uid: retried twice
+                    raise StorageUnavailable("outcome kept conflicting") from exc
+        raise AssertionError("unreachable")
+
+    def _record_outcome(self, conn: Connection, experiment_id: int, uid: str, metric: str,
+                        value: float, event_id: str | None) -> OutcomeReceipt:
+        variant = conn.execute(select(Exposure.variant).where(
+            Exposure.experiment_id == experiment_id, Exposure.uid == uid)).scalar()
+        if variant is None:
+            raise UnknownAssignment(f"uid {uid!r} was never assigned in this experiment")
+        conn.execute(insert(Outcome.__table__).values(
+            experiment_id=experiment_id, uid=uid, variant=variant, metric=metric, value=value,
+            event_id=event_id, created_at=utcnow()))
+        key = (UserMetric.experiment_id == experiment_id, UserMetric.uid == uid,
+               UserMetric.metric == metric)
+        previous = conn.execute(select(UserMetric.total).where(*key).with_for_update()).scalar()
+        if previous is None:
+            conn.execute(insert(UserMetric.__table__).values(
+                experiment_id=experiment_id, uid=uid, metric=metric, variant=variant,
+                total=value, events=1))
+            previous = 0.0
+        else:
+            conn.execute(update(UserMetric.__table__).where(*key).values(
+                total=UserMetric.total + value, events=UserMetric.events + 1))
+        new = previous + value
+        self._add_metric(conn, experiment_id, variant, metric, shard_of(uid), MetricSums(
+            users=int(new > 0) - int(previous > 0), events=1, total=value,
+            total_sq=new * new - previous * previous))
+        return OutcomeReceipt(variant, duplicate=False)
+
+    @staticmethod
+    def _add_metric(conn: Connection, experiment_id: int, variant: str, metric: str,
+                    shard: int, delta: MetricSums) -> None:
+        key = (VariantMetric.experiment_id == experiment_id, VariantMetric.variant == variant,
+               VariantMetric.metric == metric, VariantMetric.shard == shard)
+        updated = conn.execute(update(VariantMetric.__table__).where(*key).values(
+            users=VariantMetric.users + delta.users, events=VariantMetric.events + delta.events,
+            total=VariantMetric.total + delta.total,
+            total_sq=VariantMetric.total_sq + delta.total_sq)).rowcount
+        if updated == 0:  # first outcome of this metric in this shard; a racing insert retries
+            conn.execute(insert(VariantMetric.__table__).values(
+                experiment_id=experiment_id, variant=variant, metric=metric, shard=shard,
+                users=delta.users, events=delta.events, total=delta.total,
+                total_sq=delta.total_sq))
+
+    def metric_sums(self, experiment_id: int, metric: str) -> dict[str, MetricSums]:
+        with translated("reading metric counters"), self.engine.connect() as conn:
+            rows = conn.execute(select(
+                VariantMetric.variant, func.sum(VariantMetric.users),
+                func.sum(VariantMetric.events), func.sum(VariantMetric.total),
+                func.sum(VariantMetric.total_sq),
+            ).where(VariantMetric.experiment_id == experiment_id, VariantMetric.metric == metric)
+                .group_by(VariantMetric.variant)).all()
+        return {v: MetricSums(int(u or 0), int(e or 0), float(t or 0), float(q or 0))
+                for v, u, e, t, q in rows}
+
+    def outcome_count(self, experiment_id: int) -> int:
+        with translated("counting outcomes"), self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(Outcome.__table__).where(
+                Outcome.experiment_id == experiment_id)).scalar()
+
+    # --- reconciliation --------------------------------------------------------------------
+
+    def recount(self, experiment_id: int, metric: str) -> tuple[dict[str, int],
+                                                                 dict[str, MetricSums]]:
+        """Exposures and metric sums recomputed from the raw rows (O(rows))."""
+        exposures = self.exposure_counts(experiment_id)
+        with translated("recounting outcomes"), self.engine.connect() as conn:
+            per_user = select(Outcome.variant, Outcome.uid, func.sum(Outcome.value).label("t"),
+                              func.count().label("n")).where(
+                Outcome.experiment_id == experiment_id, Outcome.metric == metric,
+            ).group_by(Outcome.variant, Outcome.uid).subquery()
+            rows = conn.execute(select(
+                per_user.c.variant, func.sum(case((per_user.c.t > 0, 1), else_=0)),
+                func.sum(per_user.c.n), func.sum(per_user.c.t),
+                func.sum(per_user.c.t * per_user.c.t),
+            ).group_by(per_user.c.variant)).all()
+        sums = {v: MetricSums(int(u or 0), int(e or 0), float(t or 0), float(q or 0))
+                for v, u, e, t, q in rows}
+        return exposures, sums
+
+    # --- shadow predictions ----------------------------------------------------------------
+
+    def record_shadow(self, experiment_id: int, row: dict) -> None:
+        agree = row["primary_prediction"] == row["shadow_prediction"]
+        key = (ShadowCounter.experiment_id == experiment_id,
+               ShadowCounter.variant == row["shadow_variant"])
+        with translated("recording a shadow prediction"), self.engine.begin() as conn:
+            conn.execute(insert(ShadowPrediction.__table__).values(
+                experiment_id=experiment_id, created_at=utcnow(), **row))
+            updated = conn.execute(update(ShadowCounter.__table__).where(*key).values(
+                comparisons=ShadowCounter.comparisons + 1,
+                agreements=ShadowCounter.agreements + int(agree),
+                primary_ms_sum=ShadowCounter.primary_ms_sum + row["primary_ms"],
+                shadow_ms_sum=ShadowCounter.shadow_ms_sum + row["shadow_ms"])).rowcount
+            if updated == 0:
+                conn.execute(insert(ShadowCounter.__table__).values(
+                    experiment_id=experiment_id, variant=row["shadow_variant"], comparisons=1,
+                    agreements=int(agree), primary_ms_sum=row["primary_ms"],
+                    shadow_ms_sum=row["shadow_ms"]))
+
+    def shadow_summary(self, experiment_id: int) -> dict[str, dict]:
+        with translated("reading shadow counters"), self.engine.connect() as conn:
+            rows = conn.execute(select(ShadowCounter.__table__).where(
+                ShadowCounter.experiment_id == experiment_id)).mappings().all()
+        return {r["variant"]: dict(r) for r in rows}
+
+    def shadow_rows(self, experiment_id: int) -> list[dict]:
+        with translated("reading shadow predictions"), self.engine.connect() as conn:
+            rows = conn.execute(select(ShadowPrediction.__table__).where(
+                ShadowPrediction.experiment_id == experiment_id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    # --- variant health (canary guards) ----------------------------------------------------
+
+    def add_health(self, experiment_id: int, variant: str, window_start, requests: int,
+                   errors: int, buckets: dict[str, int]) -> None:
+        key = (VariantHealth.experiment_id == experiment_id, VariantHealth.variant == variant,
+               VariantHealth.window_start == window_start)
+        with translated("recording variant health"), self.engine.begin() as conn:
+            row = conn.execute(select(VariantHealth.requests, VariantHealth.errors,
+                                      VariantHealth.latency_buckets)
+                               .where(*key).with_for_update()).first()
+            if row is None:
+                conn.execute(insert(VariantHealth.__table__).values(
+                    experiment_id=experiment_id, variant=variant, window_start=window_start,
+                    requests=requests, errors=errors, latency_buckets=buckets))
+                return
+            merged = dict(row.latency_buckets)
+            for bound, count in buckets.items():
+                merged[bound] = merged.get(bound, 0) + count
+            conn.execute(update(VariantHealth.__table__).where(*key).values(
+                requests=row.requests + requests, errors=row.errors + errors,
+                latency_buckets=merged))
+
+    def health_since(self, experiment_id: int, since) -> dict[str, dict]:
+        """Requests, errors and merged latency buckets per variant since a time."""
+        with translated("reading variant health"), self.engine.connect() as conn:
+            rows = conn.execute(select(VariantHealth.__table__).where(
+                VariantHealth.experiment_id == experiment_id,
+                VariantHealth.window_start >= since)).mappings().all()
+        health: dict[str, dict] = {}
+        for r in rows:
+            entry = health.setdefault(r["variant"], {"requests": 0, "errors": 0, "buckets": {}})
+            entry["requests"] += r["requests"]
+            entry["errors"] += r["errors"]
+            for bound, count in r["latency_buckets"].items():
+                entry["buckets"][bound] = entry["buckets"].get(bound, 0) + count
+        return health

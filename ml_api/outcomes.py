@@ -1,0 +1,57 @@
+"""The /feedback use case: an outcome attributed to the variant the uid was assigned."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import InvalidRequest
+from .event_store import EventStore, OutcomeReceipt
+from .experiments import ExperimentCatalog
+from .lifecycle import NAME
+from .payloads import parse_experiment_name, parse_uid
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    uid: str
+    experiment: str | None
+    metric: str
+    value: float
+    event_id: str | None
+
+
+def parse_feedback(body) -> FeedbackRequest:
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    uid = parse_uid(body)
+    experiment = parse_experiment_name(body)
+    metric = body.get("metric", "conversion")
+    if not isinstance(metric, str) or not NAME.match(metric):
+        raise InvalidRequest("'metric' must be a name like 'conversion'")
+    value = body.get("value", 1)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest("'value' must be a number")
+    try:
+        value = float(value)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise InvalidRequest("'value' must be a finite number")
+    event_id = body.get("event_id")
+    if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 128
+                                 or not event_id.isprintable()):
+        raise InvalidRequest("'event_id' must be a printable string of 1-128 characters")
+    return FeedbackRequest(uid, experiment, metric, value, event_id)
+
+
+class OutcomeService:
+    def __init__(self, catalog: ExperimentCatalog, events: EventStore, default_experiment: str):
+        self._catalog = catalog
+        self._events = events
+        self._default_experiment = default_experiment
+
+    def record(self, request: FeedbackRequest) -> tuple[str, OutcomeReceipt]:
+        experiment = self._catalog.get(request.experiment or self._default_experiment)
+        receipt = self._events.record_outcome(experiment.id, request.uid, request.metric,
+                                              request.value, request.event_id)
+        return experiment.name, receipt
