@@ -8,6 +8,7 @@ from .settings import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app; connects to the cache and database of `settings` (env by default)."""
+    from .admin_routes import admin
     from .jsonio import register_error_handlers
     from .routes import api
     from .wiring import build_services
@@ -17,5 +18,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["ml_api"] = build_services(settings)
     app.register_blueprint(api)
+    app.register_blueprint(admin)
     register_error_handlers(app)
     return app

@@ -6,6 +6,7 @@ import time
 from flask import Blueprint, Response, current_app, request
 
 from .jsonio import json_response, read_json_body
+from .outcomes import parse_feedback
 from .payloads import parse_predict_request
 
 api = Blueprint("api", __name__)
@@ -23,6 +24,13 @@ def predict() -> Response:
     body = result.to_dict()
     body["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return json_response(body)
+
+
+@api.post("/feedback")
+def feedback() -> Response:
+    experiment, receipt = _services().outcomes.record(parse_feedback(read_json_body(request)))
+    return json_response({"status": "duplicate" if receipt.duplicate else "accepted",
+                          "experiment": experiment, "group": receipt.variant}, 202)
 
 
 @api.get("/health")

@@ -24,7 +24,7 @@ def _exact_string(length: int):
 
 
 ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
-DOUBLE = Float().with_variant(mysql.DOUBLE(), "mysql", "mariadb")
+DOUBLE = Float().with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
 TIME = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 

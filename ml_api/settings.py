@@ -24,6 +24,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     experiment_refresh_seconds: float = 2.0
     local_cache_max_entries: int = 1_000_000
+    admin_token: str = ""
 
     @property
     def effective_database_url(self) -> str:
@@ -52,6 +53,7 @@ class Settings:
             local_cache_max_entries=int(
                 env.get("LOCAL_CACHE_MAX_ENTRIES", base.local_cache_max_entries)
             ),
+            admin_token=env.get("ADMIN_TOKEN", "").strip(),
         )
 
     def with_overrides(self, **changes) -> "Settings":

@@ -24,6 +24,7 @@ MYSQL_USER = os.environ.get("TEST_MYSQL_USER", "root")
 MYSQL_PASSWORD = os.environ.get("TEST_MYSQL_PASSWORD", "")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+ADMIN_TOKEN = "test-admin-token"
 
 
 def _unavailable(what: str, exc: Exception):
@@ -96,7 +97,8 @@ def redis_client():
 def real_settings(models_dir, mysql_url, redis_prefix) -> Settings:
     """Settings for the real MariaDB and Redis, initialised with the demo experiment."""
     settings = Settings(database_url=mysql_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
-                        models_dir=models_dir, experiment_refresh_seconds=0)
+                        models_dir=models_dir, experiment_refresh_seconds=0,
+                        admin_token=ADMIN_TOKEN)
     init_database(settings)
     return settings
 
@@ -105,7 +107,8 @@ def real_settings(models_dir, mysql_url, redis_prefix) -> Settings:
 def embedded_settings(models_dir, tmp_path) -> Settings:
     """The embedded default (in-process cache, SQLite file), initialised."""
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'ml_api.sqlite3'}",
-                        models_dir=models_dir, experiment_refresh_seconds=0)
+                        models_dir=models_dir, experiment_refresh_seconds=0,
+                        admin_token=ADMIN_TOKEN)
     init_database(settings)
     return settings
 
@@ -130,3 +133,8 @@ def client(app):
 @pytest.fixture
 def services(app):
     return app.extensions["ml_api"]
+
+
+@pytest.fixture
+def admin_headers():
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Actor": "tester"}

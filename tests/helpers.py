@@ -12,7 +12,8 @@ def settings_env(settings) -> dict[str, str]:
     """Environment variables that reproduce these Settings in a child process."""
     env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.effective_database_url,
            "EXPERIMENT_REFRESH_SECONDS": str(settings.experiment_refresh_seconds),
-           "DEFAULT_EXPERIMENT": settings.default_experiment}
+           "DEFAULT_EXPERIMENT": settings.default_experiment,
+           "ADMIN_TOKEN": settings.admin_token}
     if settings.redis_url:
         env.update(REDIS_URL=settings.redis_url, REDIS_PREFIX=settings.redis_prefix)
     return env
