@@ -16,7 +16,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["ml_api"] = build_services(settings)
+    services = build_services(settings)
+    services.supervisor.start(settings.supervisor_interval_seconds)
+    app.extensions["ml_api"] = services
     app.register_blueprint(api)
     app.register_blueprint(admin)
     register_error_handlers(app)

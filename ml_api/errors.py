@@ -1,6 +1,7 @@
 """The service's error tree. Every error carries an HTTP status and a machine-readable code.
 
     ApiError (500 internal_error)
+    ├── ModelFailure (500 model_error)
     ├── InvalidRequest (400 invalid_request)
     │   └── MalformedJSON (400 malformed_json)
     ├── Unauthorized (401 unauthorized)
@@ -71,6 +72,11 @@ class UnknownExperiment(NotFound):
 class ServiceUnavailable(ApiError):
     status = 503
     code = "unavailable"
+
+
+class ModelFailure(ApiError):
+    status = 500
+    code = "model_error"
 
 
 class BackendUnavailable(Exception):

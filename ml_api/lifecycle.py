@@ -252,7 +252,7 @@ class ExperimentAdmin:
                                       after=after, columns={"config": config}, weights=weights)
         return self._changed(name)
 
-    def transition(self, name: str, action: str, actor: str) -> dict:
+    def transition(self, name: str, action: str, actor: str, reason: str | None = None) -> dict:
         experiment = self._load(name)
         allowed, target = TRANSITIONS[action]
         if experiment.status not in allowed:
@@ -261,12 +261,29 @@ class ExperimentAdmin:
         columns = {"status": target}
         if action == "start" and experiment.started_at is None:
             columns["started_at"] = utcnow()
+            if experiment.strategy == "canary":
+                columns["config"] = {**experiment.config, "canary_step": 0,
+                                     "canary_step_started_at": columns["started_at"].isoformat()}
+        after = {"status": target, **({"reason": reason} if reason else {})}
         self._store.update_experiment(
             experiment, actor=actor, action=action, before={"status": experiment.status},
-            after={"status": target}, columns=columns)
+            after=after, columns=columns)
         return self._changed(name)
 
-    def promote(self, name: str, body, actor: str, reason: str | None = None) -> dict:
+    def set_canary_step(self, name: str, step: int, now, actor: str) -> dict:
+        experiment = self._load(name)
+        percent = experiment.setting("canary")["steps"][step]
+        config = {**experiment.config, "canary_step": step,
+                  "canary_step_started_at": now.isoformat()}
+        self._store.update_experiment(
+            experiment, actor=actor, action="canary_step",
+            before={"canary_step": experiment.config.get("canary_step", 0)},
+            after={"canary_step": step, "challenger_percent": percent},
+            columns={"config": config})
+        return self._changed(name)
+
+    def promote(self, name: str, body, actor: str, reason: str | None = None,
+                action: str = "promote") -> dict:
         """Serve one variant to everyone from now on (stops the experiment). Promoting the
         control is the rollback."""
         experiment = self._load(name)
@@ -278,7 +295,7 @@ class ExperimentAdmin:
         if reason:
             after["reason"] = reason
         self._store.update_experiment(
-            experiment, actor=actor, action="promote",
+            experiment, actor=actor, action=action,
             before={"status": experiment.status, "default_variant": experiment.default_variant},
             after=after, columns={"status": STOPPED, "default_variant": variant})
         return self._changed(name)

@@ -1,15 +1,20 @@
 """The /predict use case: experiment → sticky group → that group's model → prediction."""
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 
-from .sticky import StickyAssigner
-from .errors import ServiceUnavailable
+from .errors import ModelFailure, ServiceUnavailable
 from .experiments import ExperimentCatalog
+from .health import VariantHealthRecorder
 from .model_registry import ModelRegistry
 from .payloads import PredictRequest, feature_row
+from .shadow import ShadowRunner
+from .sticky import StickyAssigner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,17 @@ class PredictionResult:
 
 class PredictionService:
     def __init__(self, catalog: ExperimentCatalog, assigner: StickyAssigner,
-                 registry: ModelRegistry, default_experiment: str):
+                 registry: ModelRegistry, default_experiment: str, shadow: ShadowRunner,
+                 health: VariantHealthRecorder):
         self._catalog = catalog
         self._assigner = assigner
         self._registry = registry
         self._default_experiment = default_experiment
+        self._shadow = shadow
+        self._health = health
 
     def predict(self, request: PredictRequest) -> PredictionResult:
+        started = time.perf_counter()
         experiment = self._catalog.get(request.experiment or self._default_experiment)
         # Validate against the control's features before anything is assigned or stored.
         row = feature_row(request.features, self._model(experiment.control.model_key)
@@ -52,14 +61,29 @@ class PredictionService:
         else:
             variant = experiment.serving_variant
         model = self._model(variant.model_key)
-        started = time.perf_counter()
-        prediction, score = model.predict(row)
-        model_ms = (time.perf_counter() - started) * 1000
-        return PredictionResult(
+        model_started = time.perf_counter()
+        try:
+            prediction, score = model.predict(row)
+        except Exception as exc:  # a model bug must not look like a client error
+            log.exception("model %s failed", model.spec.key)
+            if experiment.strategy == "canary" and experiment.is_running:
+                self._health.record(experiment.id, variant.name,
+                                    (time.perf_counter() - started) * 1000, error=True)
+            raise ModelFailure(f"model {model.spec.key} failed to predict") from exc
+        done = time.perf_counter()
+        result = PredictionResult(
             request_id=uuid.uuid4().hex, experiment=experiment.name, group=variant.name,
             model_name=model.spec.name, model_version=model.spec.version,
-            prediction=prediction, score=score, model_latency_ms=model_ms,
+            prediction=prediction, score=score, model_latency_ms=(done - model_started) * 1000,
         )
+        if experiment.is_running and experiment.strategy == "shadow":
+            self._shadow.submit(experiment, request.uid, result.request_id, row, {
+                "primary_variant": variant.name, "primary_prediction": prediction,
+                "primary_score": score, "primary_ms": result.model_latency_ms})
+        elif experiment.is_running and experiment.strategy == "canary":
+            self._health.record(experiment.id, variant.name, (done - started) * 1000,
+                                error=False)
+        return result
 
     def _model(self, key: str):
         model = self._registry.get(key)

@@ -25,6 +25,7 @@ class Settings:
     experiment_refresh_seconds: float = 2.0
     local_cache_max_entries: int = 1_000_000
     admin_token: str = ""
+    supervisor_interval_seconds: float = 5.0
 
     @property
     def effective_database_url(self) -> str:
@@ -54,6 +55,8 @@ class Settings:
                 env.get("LOCAL_CACHE_MAX_ENTRIES", base.local_cache_max_entries)
             ),
             admin_token=env.get("ADMIN_TOKEN", "").strip(),
+            supervisor_interval_seconds=float(
+                env.get("SUPERVISOR_INTERVAL_SECONDS", base.supervisor_interval_seconds)),
         )
 
     def with_overrides(self, **changes) -> "Settings":

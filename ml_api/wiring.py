@@ -6,14 +6,17 @@ from dataclasses import dataclass
 from .cache import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
 from .errors import BackendUnavailable
 from .event_store import EventStore
+from .health import VariantHealthRecorder
 from .experiments import RUNNING, Experiment, ExperimentCatalog, Variant
 from .lifecycle import ExperimentAdmin
 from .model_registry import ModelRegistry, verify_all
 from .outcomes import OutcomeService
 from .prediction import PredictionService
 from .settings import Settings
+from .shadow import ShadowRunner
 from .sticky import StickyAssigner
 from .storage import SqlStore, make_engine, schema_is_current, upgrade_schema
+from .supervisor import ExperimentSupervisor
 from .strategies import BANDITS, with_live_weights
 from .training import CONTROL_KEY, VARIATION_KEY
 
@@ -35,6 +38,9 @@ class Services:
     prediction: PredictionService
     outcomes: OutcomeService
     admin: ExperimentAdmin
+    shadow: ShadowRunner
+    health: VariantHealthRecorder
+    supervisor: ExperimentSupervisor
 
     def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for each dependency /ready checks."""
@@ -88,12 +94,16 @@ def build_services(settings: Settings) -> Services:
     catalog.refresh()
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
                               cache, events)
+    shadow, health = ShadowRunner(registry, events), VariantHealthRecorder()
+    admin = ExperimentAdmin(store, events, registry, catalog)
     return Services(
         settings=settings, registry=registry, store=store, events=events, cache=cache,
         catalog=catalog,
-        prediction=PredictionService(catalog, assigner, registry, settings.default_experiment),
+        prediction=PredictionService(catalog, assigner, registry, settings.default_experiment,
+                                     shadow, health),
         outcomes=OutcomeService(catalog, events, settings.default_experiment),
-        admin=ExperimentAdmin(store, events, registry, catalog),
+        admin=admin, shadow=shadow, health=health,
+        supervisor=ExperimentSupervisor(store, events, admin, health),
     )
 
 

@@ -98,6 +98,7 @@ def real_settings(models_dir, mysql_url, redis_prefix) -> Settings:
     """Settings for the real MariaDB and Redis, initialised with the demo experiment."""
     settings = Settings(database_url=mysql_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
                         models_dir=models_dir, experiment_refresh_seconds=0,
+                        supervisor_interval_seconds=0,
                         admin_token=ADMIN_TOKEN)
     init_database(settings)
     return settings
@@ -108,6 +109,7 @@ def embedded_settings(models_dir, tmp_path) -> Settings:
     """The embedded default (in-process cache, SQLite file), initialised."""
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'ml_api.sqlite3'}",
                         models_dir=models_dir, experiment_refresh_seconds=0,
+                        supervisor_interval_seconds=0,
                         admin_token=ADMIN_TOKEN)
     init_database(settings)
     return settings

@@ -1,0 +1,69 @@
+"""Per-variant request health (requests, errors, latency histogram) for canary guards.
+
+Each worker counts in memory and flushes to the database per minute window; the canary
+supervisor reads the windows since its current step began, merged across workers.
+"""
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from datetime import datetime
+
+from .errors import BackendUnavailable
+from .event_store import EventStore
+
+LATENCY_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, float("inf"))
+
+
+def bucket_label(latency_ms: float) -> str:
+    bound = LATENCY_BOUNDS_MS[bisect_left(LATENCY_BOUNDS_MS, latency_ms)]
+    return "inf" if bound == float("inf") else str(bound)
+
+
+def percentile_upper_bound(buckets: dict[str, int], q: float) -> float | None:
+    """The upper bound of the bucket holding the q-quantile (a conservative p99)."""
+    total = sum(buckets.values())
+    if not total:
+        return None
+    running = 0
+    for bound in LATENCY_BOUNDS_MS:
+        label = "inf" if bound == float("inf") else str(bound)
+        running += buckets.get(label, 0)
+        if running >= q * total:
+            return bound
+    return float("inf")
+
+
+class VariantHealthRecorder:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[int, str], dict] = {}
+
+    def record(self, experiment_id: int, variant: str, latency_ms: float, error: bool) -> None:
+        with self._lock:
+            entry = self._pending.setdefault((experiment_id, variant),
+                                             {"requests": 0, "errors": 0, "buckets": {}})
+            entry["requests"] += 1
+            entry["errors"] += int(error)
+            label = bucket_label(latency_ms)
+            entry["buckets"][label] = entry["buckets"].get(label, 0) + 1
+
+    def flush(self, events: EventStore, now: datetime) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        window = now.replace(second=0, microsecond=0)
+        for (experiment_id, variant), entry in pending.items():
+            try:
+                events.add_health(experiment_id, variant, window, entry["requests"],
+                                  entry["errors"], entry["buckets"])
+            except BackendUnavailable:
+                self._merge_back(experiment_id, variant, entry)
+
+    def _merge_back(self, experiment_id: int, variant: str, entry: dict) -> None:
+        with self._lock:
+            current = self._pending.setdefault((experiment_id, variant),
+                                               {"requests": 0, "errors": 0, "buckets": {}})
+            current["requests"] += entry["requests"]
+            current["errors"] += entry["errors"]
+            for label, count in entry["buckets"].items():
+                current["buckets"][label] = current["buckets"].get(label, 0) + count
