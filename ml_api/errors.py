@@ -19,9 +19,10 @@
 
 Adapter errors (raised by cache.py and storage.py, never rendered directly):
 
-    BackendUnavailable
+    BackendUnavailable (rendered as 503 backend_unavailable if nothing handles it)
     ├── CacheUnavailable
     └── StorageUnavailable
+        └── TransientConflict
 """
 from __future__ import annotations
 
@@ -89,6 +90,10 @@ class CacheUnavailable(BackendUnavailable):
 
 class StorageUnavailable(BackendUnavailable):
     pass
+
+
+class TransientConflict(StorageUnavailable):
+    """A deadlock or lock-wait timeout: running the transaction again may succeed."""
 
 
 class ModelIntegrityError(Exception):

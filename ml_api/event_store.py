@@ -20,7 +20,7 @@ from .schema import (
     Exposure, Outcome, ShadowCounter, ShadowPrediction, UserMetric, VariantCounter,
     VariantHealth, VariantMetric,
 )
-from .storage import SHARDS, translated, utcnow
+from .storage import SHARDS, retrying, translated, utcnow
 
 
 def shard_of(uid: str) -> int:
@@ -47,6 +47,7 @@ class EventStore:
 
     # --- exposures -------------------------------------------------------------------------
 
+    @retrying()
     def record_exposure(self, experiment_id: int, uid: str, variant: str,
                         shares: dict[str, float] | None = None) -> str:
         """Record the first exposure; returns the variant held durably for this uid.
@@ -103,6 +104,7 @@ class EventStore:
 
     # --- outcomes --------------------------------------------------------------------------
 
+    @retrying()
     def record_outcome(self, experiment_id: int, uid: str, metric: str, value: float,
                        event_id: str | None = None) -> OutcomeReceipt:
         """Attribute an outcome to the uid's variant; a repeated event_id counts once."""
@@ -200,6 +202,7 @@ class EventStore:
 
     # --- shadow predictions ----------------------------------------------------------------
 
+    @retrying()
     def record_shadow(self, experiment_id: int, row: dict) -> None:
         agree = row["primary_prediction"] == row["shadow_prediction"]
         key = (ShadowCounter.experiment_id == experiment_id,
@@ -232,6 +235,7 @@ class EventStore:
 
     # --- variant health (canary guards) ----------------------------------------------------
 
+    @retrying()
     def add_health(self, experiment_id: int, variant: str, window_start, requests: int,
                    errors: int, buckets: dict[str, int]) -> None:
         key = (VariantHealth.experiment_id == experiment_id, VariantHealth.variant == variant,

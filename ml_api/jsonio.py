@@ -8,7 +8,7 @@ import orjson
 from flask import Flask, Request, Response
 from werkzeug.exceptions import HTTPException
 
-from .errors import ApiError, MalformedJSON, UnsupportedMediaType
+from .errors import ApiError, BackendUnavailable, MalformedJSON, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return json_response(exc.to_dict(), exc.status)
+
+    @app.errorhandler(BackendUnavailable)
+    def _backend_unavailable(exc: BackendUnavailable):
+        log.error("backend unavailable: %s", exc)
+        return json_response({"error": "backend_unavailable",
+                              "message": "a backing service is unavailable; retry shortly"}, 503)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

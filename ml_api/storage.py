@@ -7,6 +7,8 @@ errors they resolve themselves.
 """
 from __future__ import annotations
 
+import functools
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,9 +20,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, insert, select, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from .errors import ConcurrentChange, StorageUnavailable
+from .errors import ConcurrentChange, StorageUnavailable, TransientConflict
 from .experiments import Experiment as ExperimentValue, Variant as VariantValue
 from .model_registry import ModelSpec
 from .schema import AuditEntry, Experiment, ModelVersion, Variant, VariantCounter
@@ -29,16 +31,41 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SHARDS = 16  # counter rows per variant and metric; see event_store.shard_of
 
 
+# MySQL/MariaDB: deadlock found, lock wait timeout. The transaction may simply be run again.
+RETRYABLE_MYSQL_ERRORS = {1213, 1205}
+
+
 @contextmanager
 def translated(what: str) -> Iterator[None]:
-    """sqlalchemy errors become StorageUnavailable; IntegrityError is left to the caller."""
+    """sqlalchemy errors become StorageUnavailable (TransientConflict when a retry of the
+    whole transaction may succeed); IntegrityError is left to the caller."""
     try:
         yield
     except IntegrityError:
         raise
+    except OperationalError as exc:
+        code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+        error = TransientConflict if code in RETRYABLE_MYSQL_ERRORS else StorageUnavailable
+        raise error(f"database error while {what}: {exc.orig!r}") from exc
     except SQLAlchemyError as exc:
         raise StorageUnavailable(f"database error while {what}: {exc.__class__.__name__}") \
             from exc
+
+
+def retrying(attempts: int = 4):
+    """Run a write transaction again when it lost a deadlock or a lock wait."""
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            for attempt in range(attempts):
+                try:
+                    return func(*args, **kwargs)
+                except TransientConflict:
+                    if attempt == attempts - 1:
+                        raise
+                    time.sleep(0.005 * (attempt + 1))
+        return wrapper
+    return decorate
 
 
 def utcnow() -> datetime:
@@ -66,8 +93,12 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # READ COMMITTED: no gap locks, so concurrent first outcomes of different uids cannot
+    # deadlock on the empty index range between them; every invariant here rests on unique
+    # keys and single-row updates, which this level keeps.
     return create_engine(
         url, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=5,
+        isolation_level="READ COMMITTED",
         connect_args={"connect_timeout": 5, "read_timeout": 10, "write_timeout": 10,
                       "charset": "utf8mb4"},
     )
