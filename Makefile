@@ -25,6 +25,8 @@ train: $(VENV)/.run-deps
 init-db: train
 	$(BIN)/python -m ml_api init-db
 
+# A development token, so the README's admin examples work locally; set your own elsewhere.
+run: export ADMIN_TOKEN ?= dev-admin-token
 run: init-db
 	$(BIN)/gunicorn -c ml_api/gunicorn_conf.py
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,77 @@ def _register_model(args, settings: Settings) -> int:
     return 0
 
 
+def _services(settings: Settings):
+    from .wiring import build_services
+
+    return build_services(settings)
+
+
+def _print(value) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _experiments(args, settings: Settings) -> int:
+    """The admin API's operations, from a terminal (same service, same audit log)."""
+    from .errors import ApiError
+
+    admin = _services(settings).admin
+    actor = f"cli:{os.environ.get('USER', 'unknown')}"
+    body = json.loads(Path(args.file).read_text()) if getattr(args, "file", None) else None
+    operations = {
+        "list": lambda: admin.list(),
+        "show": lambda: admin.get(args.name),
+        "create": lambda: admin.create(body, actor),
+        "patch": lambda: admin.patch(args.name, body, actor),
+        "start": lambda: admin.transition(args.name, "start", actor),
+        "pause": lambda: admin.transition(args.name, "pause", actor),
+        "stop": lambda: admin.transition(args.name, "stop", actor),
+        "promote": lambda: admin.promote(args.name, {"variant": args.variant}, actor),
+        "results": lambda: admin.results(args.name),
+        "audit": lambda: admin.audit(args.name),
+    }
+    try:
+        _print(operations[args.operation]())
+    except ApiError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _reconcile(args, settings: Settings) -> int:
+    """Compare the result counters with a recount of the raw rows."""
+    services = _services(settings)
+    experiment = services.store.load_experiment(args.name)
+    if experiment is None:
+        print(f"error: no experiment named {args.name!r}", file=sys.stderr)
+        return 1
+    exposures, _ = services.events.exposure_counters(experiment.id)
+    sums = services.events.metric_sums(experiment.id, experiment.metric)
+    raw_exposures, raw_sums = services.events.recount(experiment.id, experiment.metric)
+    same = ({k: v for k, v in exposures.items() if v} == raw_exposures
+            and {k: v for k, v in sums.items() if v.events} == raw_sums)
+    _print({"experiment": args.name, "consistent": same,
+            "counters": {"exposures": exposures, "metric": {k: vars(v) for k, v in sums.items()}},
+            "raw": {"exposures": raw_exposures,
+                    "metric": {k: vars(v) for k, v in raw_sums.items()}}})
+    return 0 if same else 1
+
+
+def _aa_study(args, _settings: Settings) -> int:
+    from .aa_study import run_aa_study
+
+    _print(run_aa_study(experiments=args.experiments, users_per_arm=args.users,
+                        look_every=args.look_every))
+    return 0
+
+
+def _supervise(args, settings: Settings) -> int:
+    services = _services(settings)
+    for action in services.supervisor.tick():
+        print(action)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml_api", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +140,31 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--metrics", default="{}", help="held-out metrics as a JSON object")
     reg.add_argument("--description", default="")
     reg.set_defaults(run=_register_model)
+
+    exp = sub.add_parser("experiments", help="create, change and read experiments")
+    ops = exp.add_subparsers(dest="operation", required=True)
+    ops.add_parser("list")
+    for operation in ("show", "start", "pause", "stop", "results", "audit"):
+        ops.add_parser(operation).add_argument("name")
+    ops.add_parser("create").add_argument("--file", required=True, help="experiment JSON")
+    patch = ops.add_parser("patch")
+    patch.add_argument("name")
+    patch.add_argument("--file", required=True, help="JSON of weights and settings")
+    promote = ops.add_parser("promote")
+    promote.add_argument("name")
+    promote.add_argument("variant")
+    exp.set_defaults(run=_experiments)
+
+    rec = sub.add_parser("reconcile", help="check result counters against the raw rows")
+    rec.add_argument("name")
+    rec.set_defaults(run=_reconcile)
+    aa = sub.add_parser("aa-study", help="false-positive rates under continuous monitoring")
+    aa.add_argument("--experiments", type=int, default=500)
+    aa.add_argument("--users", type=int, default=10_000, help="users per arm")
+    aa.add_argument("--look-every", type=int, default=100)
+    aa.set_defaults(run=_aa_study)
+    sub.add_parser("supervise", help="run one auto-stop / canary pass now") \
+        .set_defaults(run=_supervise)
     return parser
 
 

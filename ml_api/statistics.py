@@ -10,11 +10,15 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import integrate, optimize, stats
+from scipy import integrate, optimize, special, stats
+
+# scipy.special's ndtr/ndtri are the normal cdf and its inverse without scipy.stats' per-call
+# overhead (tens of microseconds each), which adds up inside root finding and integration.
+_normal_cdf = special.ndtr
 
 
 def _z(alpha: float) -> float:
-    return float(stats.norm.isf(alpha / 2))
+    return float(-special.ndtri(alpha / 2))
 
 
 def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -36,7 +40,7 @@ def two_proportion_ztest(x_c: int, n_c: int, x_t: int, n_t: int) -> tuple[float,
     if se == 0:
         return 0.0, 1.0
     z = (x_t / n_t - x_c / n_c) / se
-    return z, float(2 * stats.norm.sf(abs(z)))
+    return z, float(2 * _normal_cdf(-abs(z)))
 
 
 def welch_ttest(mean_c: float, var_c: float, n_c: int, mean_t: float, var_t: float,
@@ -69,15 +73,20 @@ def relative_lift(est_c: float, var_c: float, est_t: float, var_t: float,
     return ratio - 1, ratio - 1 - half, ratio - 1 + half
 
 
-def prob_to_beat(x_c: int, n_c: int, x_t: int, n_t: int) -> float:
-    """P(p_t > p_c) under independent Beta(1 + x, 1 + n - x) posteriors (uniform priors)."""
-    control = stats.beta(1 + x_c, 1 + n_c - x_c)
-    treatment = stats.beta(1 + x_t, 1 + n_t - x_t)
-    low = min(control.ppf(1e-12), treatment.ppf(1e-12))
-    high = max(control.isf(1e-12), treatment.isf(1e-12))
-    value, _ = integrate.quad(lambda p: treatment.pdf(p) * control.cdf(p), low, high,
-                              points=[control.mean(), treatment.mean()], limit=200,
-                              epsabs=1e-12, epsrel=1e-10)
+def prob_to_beat(x_c: int, n_c: int, x_t: int, n_t: int, grid: int = 4001) -> float:
+    """P(p_t > p_c) under independent Beta(1 + x, 1 + n - x) posteriors (uniform priors).
+
+    The integral of f_t(p) * F_c(p) over the range holding all but 1e-12 of both posteriors,
+    by Simpson's rule on a fixed grid (vectorised; accurate to ~1e-9 on smooth posteriors).
+    """
+    a_c, b_c, a_t, b_t = 1 + x_c, 1 + n_c - x_c, 1 + x_t, 1 + n_t - x_t
+    low = min(special.betaincinv(a_c, b_c, 1e-12), special.betaincinv(a_t, b_t, 1e-12))
+    high = max(special.betaincinv(a_c, b_c, 1 - 1e-12), special.betaincinv(a_t, b_t, 1 - 1e-12))
+    p = np.linspace(low, high, grid)
+    with np.errstate(divide="ignore"):
+        log_pdf_t = (a_t - 1) * np.log(p) + (b_t - 1) * np.log1p(-p) - special.betaln(a_t, b_t)
+    integrand = np.exp(log_pdf_t) * special.betainc(a_c, b_c, p)
+    value = integrate.simpson(integrand, x=p)
     return float(min(1.0, max(0.0, value)))
 
 
@@ -139,7 +148,7 @@ def sample_size_unrounded(p_base: float, mde: float, alpha: float, power: float)
 
     def power_gap(n: float) -> float:
         shift = h * math.sqrt(n / 2)
-        return stats.norm.sf(z - shift) + stats.norm.cdf(-z - shift) - power
+        return _normal_cdf(shift - z) + _normal_cdf(-z - shift) - power
 
     return optimize.brentq(power_gap, 1e-6, 1e12, xtol=1e-10, rtol=1e-14)
 

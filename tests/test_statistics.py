@@ -114,3 +114,8 @@ def test_msprt_interval_is_the_set_the_test_does_not_reject():
     assert p > z_p
     assert st.msprt_pvalue_array(np.array([diff]), np.array([variance]), tau)[0] == \
         pytest.approx(p)
+
+
+def test_prob_to_beat_at_large_counts():
+    expected = exact_prob_b_beats_a(1 + 5000, 1 + 45000, 1 + 5150, 1 + 44850)
+    assert st.prob_to_beat(5000, 50000, 5150, 50000) == pytest.approx(expected, abs=1e-6)
