@@ -174,3 +174,32 @@ def test_bad_feedback_is_400_and_stores_nothing(client, services, body):
     response = client.post("/feedback", json=body)
     assert response.status_code == 400
     assert services.events.outcome_count(services.catalog.get("demo").id) == 0
+
+
+def test_paused_experiment_can_be_stopped(client, admin_headers):
+    create(client, admin_headers)
+    for action, status in [("start", "running"), ("pause", "paused"), ("stop", "stopped")]:
+        response = client.post(f"/experiments/checkout/{action}", headers=admin_headers)
+        assert response.get_json()["status"] == status
+
+
+@pytest.mark.parametrize("body,code", [
+    ({"weights": {"nobody": 1}}, "invalid_experiment"),
+    ({"weights": {"champion": 0, "challenger": 0}}, "invalid_experiment"),
+    ({"weights": {"champion": -1}}, "invalid_experiment"),
+    ({"weights": [1, 2]}, "invalid_experiment"),
+    ({"strategy": "thompson"}, "invalid_experiment"),
+    ({"name": "renamed"}, "invalid_experiment"),
+    ({"alpha": 0}, "invalid_experiment"),
+    ({"auto_stop": "yes"}, "invalid_experiment"),
+])
+def test_bad_patches_are_422_and_change_nothing(client, admin_headers, body, code):
+    create(client, admin_headers)
+    response = client.patch("/experiments/checkout", json=body, headers=admin_headers)
+    assert response.status_code == 422 and response.get_json()["error"] == code
+    described = client.get("/experiments/checkout", headers=admin_headers).get_json()
+    assert [v["weight"] for v in described["variants"]] == [50, 50]
+    assert described["version"] == 0
+    actions = [e["action"] for e in client.get("/experiments/checkout/audit",
+                                                headers=admin_headers).get_json()["entries"]]
+    assert actions == ["create"]

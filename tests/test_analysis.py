@@ -1,0 +1,48 @@
+"""The decision rule on synthetic counters (pure: no database)."""
+import pytest
+
+from ml_api.analysis import experiment_results
+from ml_api.event_store import MetricSums
+from ml_api.experiments import Experiment, Variant
+
+
+def experiment(n_variants=2, **config):
+    variants = tuple(Variant(f"v{i}", "m@1", 1) for i in range(n_variants))
+    return Experiment(id=1, name="e", salt="e", status="running", variants=variants,
+                      config=config)
+
+
+def conversions(counts):
+    exposures = {f"v{i}": n for i, (n, _) in enumerate(counts)}
+    expected = {name: sum(exposures.values()) / len(counts) for name in exposures}
+    sums = {f"v{i}": MetricSums(users=x, events=x, total=x, total_sq=x)
+            for i, (_, x) in enumerate(counts)}
+    return exposures, expected, sums
+
+
+@pytest.mark.parametrize("counts,outcome,winner", [
+    ([(10000, 1000), (10000, 1300)], "winner", "v1"),
+    ([(10000, 1300), (10000, 1000)], "winner", "v0"),
+    ([(5000, 500), (5000, 505)], "no_significant_difference", None),
+    ([(300, 30), (300, 35)], "keep_running", None),
+    ([(10000, 1000), (10000, 1000), (10000, 1300)], "winner", "v2"),
+])
+def test_decisions(counts, outcome, winner):
+    results = experiment_results(experiment(len(counts)), *conversions(counts))
+    assert results["decision"]["outcome"] == outcome
+    assert results["decision"]["winner"] == winner
+
+
+def test_a_fixed_horizon_significant_result_is_not_enough_to_decide():
+    # p < 0.05 on the z-test, but the always-valid test has not crossed: keep running.
+    results = experiment_results(experiment(), *conversions([(3000, 300), (3000, 350)]))
+    comparison = results["comparisons"][0]
+    assert comparison["p_value"] < 0.05
+    assert comparison["sequential"]["p_value"] > 0.05
+    assert results["decision"]["outcome"] == "keep_running"
+
+
+def test_progress_counts_the_smallest_arm():
+    results = experiment_results(experiment(mde=0.02), *conversions([(1000, 100), (500, 50)]))
+    required = results["sample_size"]["per_variant"]
+    assert results["sample_size"]["progress"] == pytest.approx(500 / required)
