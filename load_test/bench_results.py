@@ -15,18 +15,26 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from load_test.bench import bench_backends
 from load_test.processes import ROOT, Gunicorn
 from ml_api.event_store import EventStore
-from ml_api.storage import SHARDS, make_engine
+from ml_api.storage import SHARDS
 
 TOKEN = "bench-token"
 
 
+CHUNK = 1_000_000
+
+
 def fill(engine, experiment_id: int, start: int, count: int) -> None:
     """Insert `count` more exposures (uid b<i>, variants alternating) and outcomes for 10%."""
+    for chunk_start in range(start, start + count, CHUNK):
+        fill_chunk(engine, experiment_id, chunk_start, min(CHUNK, start + count - chunk_start))
+
+
+def fill_chunk(engine, experiment_id: int, start: int, count: int) -> None:
     end = start + count - 1
     with engine.begin() as conn:
         conn.execute(text(
@@ -88,9 +96,9 @@ def main(argv=None) -> int:
     rows = []
     with bench_backends("mysql+pymysql://root:@127.0.0.1:3306",
                         "redis://127.0.0.1:6379/0") as settings:
-        engine = make_engine(settings.database_url)
-        events = EventStore(engine)
-        with engine.connect() as conn:
+        bulk_engine = create_engine(settings.database_url)  # no read timeout for bulk loads
+        events = EventStore(bulk_engine)
+        with bulk_engine.connect() as conn:
             experiment_id = conn.execute(text("SELECT id FROM experiments WHERE name='demo'")
                                          ).scalar()
         env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.database_url,
@@ -100,9 +108,9 @@ def main(argv=None) -> int:
             recorded = 0
             for size in sizes:
                 started = time.perf_counter()
-                fill(engine, experiment_id, recorded + 1, size - recorded)
+                fill(bulk_engine, experiment_id, recorded + 1, size - recorded)
                 recorded = size
-                rebuild_counters(engine, events, experiment_id)
+                rebuild_counters(bulk_engine, events, experiment_id)
                 load_s = time.perf_counter() - started
                 timings, body = time_results(server.url, args.calls)
                 exposures = sum(v["exposures"] for v in body["variants"])

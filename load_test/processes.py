@@ -16,7 +16,8 @@ GUNICORN_CONF = ROOT / "ml_api" / "gunicorn_conf.py"
 # The service's own variables: a child process gets only those the caller sets.
 SERVICE_VARIABLES = {"DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "MODELS_DIR", "BIND",
                      "WEB_CONCURRENCY", "GUNICORN_THREADS", "DEFAULT_EXPERIMENT",
-                     "EXPERIMENT_REFRESH_SECONDS", "ADMIN_TOKEN"}
+                     "EXPERIMENT_REFRESH_SECONDS", "ADMIN_TOKEN", "PROMETHEUS_MULTIPROC_DIR",
+                     "LOGSTASH_HOST", "LOGSTASH_PORT", "LOGSTASH_PROTOCOL", "LOG_UID"}
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app; connects to the cache and database of `settings` (env by default)."""
     from .admin_routes import admin
     from .jsonio import register_error_handlers
+    from .observability import register_observability
     from .routes import api
     from .wiring import build_services
 
@@ -22,4 +23,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(admin)
     register_error_handlers(app)
+    register_observability(app, services.request_events)
     return app

@@ -13,7 +13,15 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import metrics
 from .errors import CacheUnavailable
+
+_REDIS_ERRORS = metrics.BACKEND_ERRORS.labels("redis")
+
+
+def _unavailable(what: str, exc: Exception) -> CacheUnavailable:
+    _REDIS_ERRORS.inc()
+    return CacheUnavailable(f"redis {what} failed: {exc}")
 
 
 class AssignmentCache(Protocol):
@@ -45,7 +53,7 @@ class RedisAssignmentCache:
         try:
             return self._client.get(self._key(experiment_id, uid))
         except redis.RedisError as exc:
-            raise CacheUnavailable(f"redis GET failed: {exc}") from exc
+            raise _unavailable("GET", exc) from exc
 
     def claim(self, experiment_id: int, uid: str, variant: str) -> str:
         # SET NX GET is one atomic command: of all workers and replicas racing for a new uid,
@@ -54,20 +62,20 @@ class RedisAssignmentCache:
             previous = self._client.set(self._key(experiment_id, uid), variant,
                                         nx=True, get=True, ex=self._ttl)
         except redis.RedisError as exc:
-            raise CacheUnavailable(f"redis SET NX failed: {exc}") from exc
+            raise _unavailable("SET NX", exc) from exc
         return previous if previous is not None else variant
 
     def put(self, experiment_id: int, uid: str, variant: str) -> None:
         try:
             self._client.set(self._key(experiment_id, uid), variant, ex=self._ttl)
         except redis.RedisError as exc:
-            raise CacheUnavailable(f"redis SET failed: {exc}") from exc
+            raise _unavailable("SET", exc) from exc
 
     def ping(self) -> None:
         try:
             self._client.ping()
         except redis.RedisError as exc:
-            raise CacheUnavailable(f"redis PING failed: {exc}") from exc
+            raise _unavailable("PING", exc) from exc
 
 
 class InProcessAssignmentCache:

@@ -1,6 +1,8 @@
 """Gunicorn settings shared by `make run`, the tests, the benchmark and the container."""
 import os
+import shutil
 import sys
+import tempfile
 
 wsgi_app = "ml_api:create_app()"
 bind = os.environ.get("BIND", "127.0.0.1:5000")
@@ -18,8 +20,30 @@ preload_app = False
 control_socket_disable = True
 
 
+# Prometheus multiprocess mode: every worker writes its metrics to files in this directory and
+# /metrics adds them up. It must be in the environment before any worker imports
+# prometheus_client, hence here, when gunicorn reads this file.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ml_api_prometheus_")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
 def on_starting(server):
-    """Refuse to start, with a clear message, when a model artifact fails its sha256 check."""
+    """Start with empty metrics, and refuse to start, with a clear message, when a model
+    artifact fails its sha256 check."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        os.remove(os.path.join(directory, name))
     from ml_api.errors import ModelIntegrityError
     from ml_api.model_registry import verify_all
     from ml_api.settings import Settings

@@ -9,6 +9,7 @@ from flask import Flask, Request, Response
 from werkzeug.exceptions import HTTPException
 
 from .errors import ApiError, BackendUnavailable, MalformedJSON, UnsupportedMediaType
+from .observability import note_error
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,20 @@ def _http_error_code(exc: HTTPException) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
+        note_error(exc.code)
         return json_response(exc.to_dict(), exc.status)
 
     @app.errorhandler(BackendUnavailable)
     def _backend_unavailable(exc: BackendUnavailable):
         log.error("backend unavailable: %s", exc)
+        note_error("backend_unavailable")
         return json_response({"error": "backend_unavailable",
                               "message": "a backing service is unavailable; retry shortly"}, 503)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         # Flask's own errors (404, 405, 413, 400 from werkzeug) in the same JSON shape.
+        note_error(_http_error_code(exc))
         response = json_response({"error": _http_error_code(exc), "message": exc.description},
                                  exc.code or 500)
         if exc.code == 405 and exc.valid_methods:
@@ -61,5 +65,6 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
+        note_error("internal_error")
         return json_response({"error": "internal_error",
                               "message": "internal error; it has been logged"}, 500)

@@ -6,6 +6,7 @@ import time
 from flask import Blueprint, Response, current_app, request
 
 from .jsonio import json_response, read_json_body
+from .observability import log_fields
 from .outcomes import parse_feedback
 from .payloads import parse_predict_request
 
@@ -20,7 +21,12 @@ def _services():
 def predict() -> Response:
     started = time.perf_counter()
     predict_request = parse_predict_request(read_json_body(request))
+    log_fields(uid=predict_request.uid, experiment=predict_request.experiment)
     result = _services().prediction.predict(predict_request)
+    log_fields(request_id=result.request_id, experiment=result.experiment, group=result.group,
+               model_name=result.model_name, model_version=result.model_version,
+               model_key=f"{result.model_name}@{result.model_version}",
+               model_latency_ms=round(result.model_latency_ms, 3))
     body = result.to_dict()
     body["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return json_response(body)
@@ -28,7 +34,11 @@ def predict() -> Response:
 
 @api.post("/feedback")
 def feedback() -> Response:
-    experiment, receipt = _services().outcomes.record(parse_feedback(read_json_body(request)))
+    feedback_request = parse_feedback(read_json_body(request))
+    log_fields(uid=feedback_request.uid, experiment=feedback_request.experiment,
+               metric=feedback_request.metric, value=feedback_request.value)
+    experiment, receipt = _services().outcomes.record(feedback_request)
+    log_fields(experiment=experiment, group=receipt.variant, duplicate=receipt.duplicate)
     return json_response({"status": "duplicate" if receipt.duplicate else "accepted",
                           "experiment": experiment, "group": receipt.variant}, 202)
 

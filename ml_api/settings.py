@@ -26,6 +26,13 @@ class Settings:
     local_cache_max_entries: int = 1_000_000
     admin_token: str = ""
     supervisor_interval_seconds: float = 5.0
+    logstash_host: str = ""
+    logstash_port: int = 5044
+    logstash_protocol: str = "tcp"
+    log_uid: str = "hashed"
+    log_uid_salt: str = "ml_api"
+    log_queue_max: int = 10_000
+    dashboard_public: bool = True
 
     @property
     def effective_database_url(self) -> str:
@@ -57,6 +64,13 @@ class Settings:
             admin_token=env.get("ADMIN_TOKEN", "").strip(),
             supervisor_interval_seconds=float(
                 env.get("SUPERVISOR_INTERVAL_SECONDS", base.supervisor_interval_seconds)),
+            logstash_host=env.get("LOGSTASH_HOST", "").strip(),
+            logstash_port=int(env.get("LOGSTASH_PORT", base.logstash_port)),
+            logstash_protocol=env.get("LOGSTASH_PROTOCOL", base.logstash_protocol).lower(),
+            log_uid=env.get("LOG_UID", base.log_uid).lower(),
+            log_uid_salt=env.get("LOG_UID_SALT", base.log_uid_salt),
+            log_queue_max=int(env.get("LOG_QUEUE_MAX", base.log_queue_max)),
+            dashboard_public=env.get("DASHBOARD_PUBLIC", "true").lower() in ("1", "true", "yes"),
         )
 
     def with_overrides(self, **changes) -> "Settings":

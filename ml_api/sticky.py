@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from . import metrics
 from .assignment import bucket, choose_variant
 from .cache import AssignmentCache, InProcessAssignmentCache
 from .errors import CacheUnavailable, StorageUnavailable
@@ -23,6 +24,10 @@ from .event_store import EventStore
 log = logging.getLogger(__name__)
 
 PROVISIONAL = "*"  # suffix of a Redis value not yet confirmed by the database
+_MEMORY_HIT = metrics.ASSIGNMENT_CACHE.labels("memory", "hit")
+_MEMORY_MISS = metrics.ASSIGNMENT_CACHE.labels("memory", "miss")
+_REDIS_HIT = metrics.ASSIGNMENT_CACHE.labels("redis", "hit")
+_REDIS_MISS = metrics.ASSIGNMENT_CACHE.labels("redis", "miss")
 
 
 class StickyAssigner:
@@ -36,8 +41,12 @@ class StickyAssigner:
         """The variant name of this uid in this (running) experiment."""
         known = self._local.get(experiment.id, uid)
         if known is not None:
+            _MEMORY_HIT.inc()
             return known
+        _MEMORY_MISS.inc()
         shared = self._shared_get(experiment, uid)
+        if self._shared is not None:
+            (_REDIS_HIT if shared is not None else _REDIS_MISS).inc()
         if shared is not None:
             if not shared.endswith(PROVISIONAL):
                 self._local.put(experiment.id, uid, shared)

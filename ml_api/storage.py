@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, event, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from . import metrics
 from .errors import ConcurrentChange, StorageUnavailable, TransientConflict
 from .experiments import Experiment as ExperimentValue, Variant as VariantValue
 from .model_registry import ModelSpec
@@ -44,10 +45,12 @@ def translated(what: str) -> Iterator[None]:
     except IntegrityError:
         raise
     except OperationalError as exc:
+        metrics.BACKEND_ERRORS.labels("database").inc()
         code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
         error = TransientConflict if code in RETRYABLE_MYSQL_ERRORS else StorageUnavailable
         raise error(f"database error while {what}: {exc.orig!r}") from exc
     except SQLAlchemyError as exc:
+        metrics.BACKEND_ERRORS.labels("database").inc()
         raise StorageUnavailable(f"database error while {what}: {exc.__class__.__name__}") \
             from exc
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from .cache import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
 from .errors import BackendUnavailable
+from .event_log import EventShipper, RequestEvents, StdoutTransport, logstash_transport
 from .event_store import EventStore
 from .health import VariantHealthRecorder
 from .experiments import RUNNING, Experiment, ExperimentCatalog, Variant
@@ -41,6 +42,7 @@ class Services:
     shadow: ShadowRunner
     health: VariantHealthRecorder
     supervisor: ExperimentSupervisor
+    request_events: RequestEvents
 
     def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for each dependency /ready checks."""
@@ -80,6 +82,19 @@ def live_experiments(store: SqlStore, events: EventStore) -> list[Experiment]:
     return live
 
 
+def build_request_events(settings: Settings) -> RequestEvents:
+    """Events to Logstash when LOGSTASH_HOST is set, else JSON lines on stdout."""
+    transport = (logstash_transport(settings.logstash_host, settings.logstash_port,
+                                    settings.logstash_protocol, timeout=2.0)
+                 if settings.logstash_host else StdoutTransport())
+    holder: list[RequestEvents] = []
+    shipper = EventShipper(transport, max_queue=settings.log_queue_max,
+                           on_tick=lambda: holder[0].emit_metrics())
+    events = RequestEvents(shipper, settings.log_uid, settings.log_uid_salt)
+    holder.append(events)
+    return events
+
+
 def build_services(settings: Settings) -> Services:
     """Load verified models and connect to the cache and database (call once per process)."""
     registry = ModelRegistry.load(settings.models_dir)
@@ -104,6 +119,7 @@ def build_services(settings: Settings) -> Services:
         outcomes=OutcomeService(catalog, events, settings.default_experiment),
         admin=admin, shadow=shadow, health=health,
         supervisor=ExperimentSupervisor(store, events, admin, health),
+        request_events=build_request_events(settings),
     )
 
 

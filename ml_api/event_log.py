@@ -1,0 +1,195 @@
+"""Structured request and metric events, shipped to Logstash off the request path.
+
+The request thread only appends to a bounded in-memory queue (O(1), never blocks); one
+daemon thread per process sends batches with python-logstash-async's transports (TCP JSON
+lines, or UDP datagrams) under a socket timeout, reconnecting with backoff. When the queue
+is full (Logstash down, unreachable or stalled) the oldest events are dropped and counted
+(`ml_api_log_events_dropped_total`). Without LOGSTASH_HOST, events go to stdout as JSON lines
+through the same queue.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+import orjson
+from logstash_async.constants import constants as logstash_constants
+from logstash_async.transport import TcpTransport, UdpTransport
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+
+def utc_timestamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def uid_field(uid: str, mode: str, salt: str) -> dict:
+    """The uid as logged: plain, a salted sha256 (privacy), or nothing."""
+    if mode == "plain":
+        return {"uid": uid}
+    if mode == "hashed":
+        return {"uid_hash": hashlib.sha256(f"{salt}:{uid}".encode()).hexdigest()[:32]}
+    return {}
+
+
+class StdoutTransport:
+    def send(self, events: list[bytes], use_logging: bool = False) -> None:
+        sys.stdout.buffer.write(b"".join(events))
+        sys.stdout.buffer.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def logstash_transport(host: str, port: int, protocol: str, timeout: float):
+    # The transport waits for the kernel to drain its send buffer before closing a TCP
+    # connection (30 s by default); a stalled Logstash would hold the shipper that long.
+    logstash_constants.SOCKET_CLOSE_WAIT_TIMEOUT = timeout
+    if protocol == "udp":
+        return UdpTransport(host, port, timeout=timeout)
+    return TcpTransport(host, port, ssl_enable=False, ssl_verify=False, ssl_verify_flags=None,
+                        keyfile=None, certfile=None, ca_certs=None, timeout=timeout)
+
+
+class EventShipper:
+    def __init__(self, transport, max_queue: int = 10_000, batch_size: int = 200,
+                 backoff_max: float = 5.0, on_tick=None, tick_seconds: float = 10.0):
+        self._transport = transport
+        self._on_tick = on_tick
+        self._tick_seconds = tick_seconds
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._max_queue = max_queue
+        self._batch_size = batch_size
+        self._backoff_max = backoff_max
+        self._wakeup = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = None
+        self.sent = 0
+        self.dropped = 0
+
+    def emit(self, event: dict) -> None:
+        """Queue one event; never blocks, never raises."""
+        try:
+            line = orjson.dumps(event) + b"\n"
+        except TypeError:
+            line = orjson.dumps({k: str(v) for k, v in event.items()}) + b"\n"
+        with self._lock:
+            if len(self._queue) >= self._max_queue:
+                self._queue.popleft()
+                self.dropped += 1
+                metrics.LOG_EVENTS_DROPPED.inc()
+            self._queue.append(line)
+        self._ensure_thread()
+        self._wakeup.set()
+
+    def _ensure_thread(self) -> None:
+        # Started lazily, in the process that emits: a thread does not survive a fork.
+        if self._thread is None or self._pid != os.getpid():
+            with self._lock:
+                if self._thread is None or self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    self._thread = threading.Thread(target=self._run, name="event-shipper",
+                                                    daemon=True)
+                    self._thread.start()
+
+    def _take_batch(self) -> list[bytes]:
+        with self._lock:
+            count = min(self._batch_size, len(self._queue))
+            return [self._queue.popleft() for _ in range(count)]
+
+    def _give_back(self, batch: list[bytes]) -> None:
+        with self._lock:
+            room = self._max_queue - len(self._queue)
+            kept = batch[-room:] if room > 0 else []
+            lost = len(batch) - len(kept)
+            self._queue.extendleft(reversed(kept))
+            if lost:
+                self.dropped += lost
+                metrics.LOG_EVENTS_DROPPED.inc(lost)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        next_tick = time.monotonic() + self._tick_seconds
+        while True:
+            self._wakeup.wait(timeout=1.0)
+            self._wakeup.clear()
+            if self._on_tick and time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self._tick_seconds
+                self._on_tick()
+            while True:
+                batch = self._take_batch()
+                if not batch:
+                    break
+                try:
+                    self._transport.send(batch, use_logging=False)
+                    self.sent += len(batch)
+                    backoff = 0.1
+                except Exception as exc:  # any transport failure: keep the events, wait, retry
+                    self._give_back(batch)
+                    log.debug("event shipping failed, retrying in %.1fs: %s", backoff, exc)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, self._backoff_max)
+                    break
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self, timeout: float = 10) -> bool:
+        """Wait until the queue is empty (tests, shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue and time.monotonic() < deadline:
+            self._wakeup.set()
+            time.sleep(0.01)
+        return not self._queue
+
+
+class RequestEvents:
+    """Builds the documented request and metric events and hands them to a shipper."""
+
+    def __init__(self, shipper: EventShipper, uid_mode: str, uid_salt: str):
+        self._shipper = shipper
+        self._uid_mode = uid_mode
+        self._uid_salt = uid_salt
+        self._lock = threading.Lock()
+        self._latencies: dict[str, list[float]] = {}
+        self._errors: dict[str, int] = {}
+        self._window_started = time.monotonic()
+
+    def request(self, *, endpoint: str, status: int, latency_ms: float, fields: dict) -> None:
+        event = {"@timestamp": utc_timestamp(), "event_type": "request", "service": "ml_api",
+                 "endpoint": endpoint, "status": status, "latency_ms": round(latency_ms, 3)}
+        uid = fields.pop("uid", None)
+        if uid is not None:
+            event.update(uid_field(uid, self._uid_mode, self._uid_salt))
+        event.update({k: v for k, v in fields.items() if v is not None})
+        self._shipper.emit(event)
+        with self._lock:
+            self._latencies.setdefault(endpoint, []).append(latency_ms)
+            if status >= 500:
+                self._errors[endpoint] = self._errors.get(endpoint, 0) + 1
+
+    def emit_metrics(self) -> None:
+        """One metric event per endpoint for the window since the last call."""
+        with self._lock:
+            latencies, self._latencies = self._latencies, {}
+            errors, self._errors = self._errors, {}
+            window = time.monotonic() - self._window_started
+            self._window_started = time.monotonic()
+        for endpoint, values in latencies.items():
+            values.sort()
+            pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+            self._shipper.emit({
+                "@timestamp": utc_timestamp(), "event_type": "metric", "service": "ml_api",
+                "endpoint": endpoint, "requests": len(values), "errors": errors.get(endpoint, 0),
+                "window_seconds": round(window, 3), "latency_p50_ms": round(pick(0.50), 3),
+                "latency_p95_ms": round(pick(0.95), 3), "latency_p99_ms": round(pick(0.99), 3),
+            })

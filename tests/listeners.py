@@ -1,0 +1,100 @@
+"""Real TCP and UDP listeners standing in for Logstash's inputs in the tests."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+
+class TcpJsonLinesListener:
+    """Accepts connections and collects newline-delimited JSON, like Logstash's json_lines."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.events: list[dict] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while chunk := conn.recv(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                with self._lock:
+                    self.events.extend(json.loads(line) for line in lines if line.strip())
+
+    def wait_for(self, count: int, timeout: float = 20) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.events) < count:
+            time.sleep(0.05)
+        return list(self.events)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class UdpJsonListener:
+    """Collects one JSON event per datagram, like Logstash's udp input with the json codec."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.events: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            self.events.extend(json.loads(line) for line in data.split(b"\n") if line.strip())
+
+    def wait_for(self, count: int, timeout: float = 20) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.events) < count:
+            time.sleep(0.05)
+        return list(self.events)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class StalledListener:
+    """Accepts TCP connections and never reads from them."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            self.held.append(conn)
+
+    def close(self) -> None:
+        for conn in self.held:
+            conn.close()
+        self.sock.close()

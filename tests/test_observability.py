@@ -1,0 +1,125 @@
+"""Request events reach real TCP/UDP listeners from gunicorn with 2 workers; a dead or stalled
+Logstash never fails or blocks a request; /metrics adds up both workers."""
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from load_test.processes import free_port
+from tests.helpers import FEATURES, Gunicorn, settings_env
+from tests.listeners import StalledListener, TcpJsonLinesListener, UdpJsonListener
+
+REQUEST_FIELDS = {"@timestamp": str, "event_type": str, "service": str, "endpoint": str,
+                  "status": int, "latency_ms": float, "request_id": str, "experiment": str,
+                  "group": str, "model_name": str, "model_version": str, "uid_hash": str,
+                  "model_latency_ms": float}
+
+
+def drive(url, n, threads=8, feedback_every=0):
+    def one(i):
+        session = requests.Session()
+        uid = f"obs-{i}"
+        started = time.perf_counter()
+        status = session.post(f"{url}/predict", json={"uid": uid, "features": FEATURES},
+                              timeout=30).status_code
+        elapsed = time.perf_counter() - started
+        if feedback_every and i % feedback_every == 0:
+            session.post(f"{url}/feedback", json={"uid": uid}, timeout=30)
+        return status, elapsed
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(n)))
+
+
+@pytest.mark.parametrize("protocol", ["tcp", "udp"])
+def test_events_reach_a_real_listener_with_the_documented_fields(real_settings, tmp_path,
+                                                                 protocol):
+    listener = TcpJsonLinesListener() if protocol == "tcp" else UdpJsonListener()
+    env = {**settings_env(real_settings), "LOGSTASH_HOST": "127.0.0.1",
+           "LOGSTASH_PORT": str(listener.port), "LOGSTASH_PROTOCOL": protocol}
+    try:
+        with Gunicorn(env, workers=2, log_path=tmp_path / "g.log") as server:
+            outcomes = drive(server.url, 60, feedback_every=3)
+            events = listener.wait_for(60 + 20)
+            # an invalid request is logged with its error code
+            requests.post(f"{server.url}/predict", json={"uid": "x", "features": [1]})
+            events = listener.wait_for(60 + 20 + 1)
+    finally:
+        listener.close()
+    assert {status for status, _ in outcomes} == {200}
+    predictions = [e for e in events if e["endpoint"] == "/predict" and e["status"] == 200]
+    assert len(predictions) == 60
+    for event in predictions:
+        for field, kind in REQUEST_FIELDS.items():
+            assert isinstance(event[field], kind), (field, event)
+        assert "uid" not in event and "host" not in event  # hashed uid; no ECS clash
+    assert {e["group"] for e in predictions} == {"control", "variation"}
+    feedback = [e for e in events if e["endpoint"] == "/feedback"]
+    assert len(feedback) == 20 and all(e["status"] == 202 and e["group"] for e in feedback)
+    errors = [e for e in events if e.get("error_code")]
+    assert errors and errors[0]["status"] == 422 and errors[0]["error_code"] == "invalid_features"
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "stalled"])
+def test_a_dead_or_stalled_logstash_never_fails_or_blocks_a_request(real_settings, tmp_path,
+                                                                    failure):
+    healthy = TcpJsonLinesListener()
+    stalled = StalledListener()
+    port = free_port() if failure == "unreachable" else stalled.port  # nobody listens there
+    base = settings_env(real_settings)
+    try:
+        with Gunicorn({**base, "LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": str(healthy.port),
+                       "LOG_QUEUE_MAX": "200"}, log_path=tmp_path / "ok.log") as server:
+            baseline = drive(server.url, 400)
+        with Gunicorn({**base, "LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": str(port),
+                       "LOG_QUEUE_MAX": "200"}, log_path=tmp_path / "bad.log") as server:
+            degraded = drive(server.url, 400)
+            metrics = requests.get(f"{server.url}/metrics").text
+    finally:
+        healthy.close()
+        stalled.close()
+    assert {status for status, _ in degraded} == {200}
+    base_median = statistics.median(t for _, t in baseline)
+    bad_median = statistics.median(t for _, t in degraded)
+    print(f"\n{failure}: median latency {bad_median * 1000:.2f} ms vs "
+          f"{base_median * 1000:.2f} ms with a healthy listener")
+    # Bounded check, not a timing benchmark: sending blocks for up to the 2 s socket timeout,
+    # so any request that waited on Logstash would take seconds.
+    assert max(t for _, t in degraded) < 1.0
+    dropped = [s.value for f in text_string_to_metric_families(metrics)
+               if f.name == "ml_api_log_events_dropped" for s in f.samples
+               if s.name.endswith("_total")]
+    if failure == "unreachable":  # 400 events into a 200-event queue that cannot drain
+        assert sum(dropped) > 0
+
+
+def test_metrics_add_up_across_two_workers(real_settings, tmp_path):
+    with Gunicorn(settings_env(real_settings), workers=2, log_path=tmp_path / "g.log") as server:
+        outcomes = drive(server.url, 150, threads=8)
+        for _ in range(7):
+            requests.post(f"{server.url}/predict", json={"uid": "bad"})  # 400
+        pids = set()
+        text = requests.get(f"{server.url}/metrics").text
+        pids.update(server.worker_pids())
+    assert len(pids) == 2
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    requests_total = {tuple(sorted(s.labels.items())): s.value
+                      for s in families["ml_api_requests"].samples
+                      if s.name == "ml_api_requests_total"}
+    ok = sum(v for labels, v in requests_total.items()
+             if dict(labels)["endpoint"] == "/predict" and dict(labels)["status"] == "200")
+    bad = sum(v for labels, v in requests_total.items() if dict(labels)["status"] == "400")
+    assert ok == len(outcomes) == 150 and bad == 7
+    per_group = {dict(labels)["group"] for labels in requests_total if dict(labels)["group"]}
+    assert per_group == {"control", "variation"}
+    latency_count = sum(s.value for s in families["ml_api_request_latency_seconds"].samples
+                        if s.name == "ml_api_request_latency_seconds_count")
+    assert latency_count == 157
+    cache = {(s.labels["tier"], s.labels["result"]): s.value
+             for s in families["ml_api_assignment_cache"].samples
+             if s.name == "ml_api_assignment_cache_total"}
+    assert cache[("memory", "miss")] == 150  # 150 new uids, each seen once
+    assert cache[("redis", "miss")] == 150
