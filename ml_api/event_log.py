@@ -62,7 +62,7 @@ def logstash_transport(host: str, port: int, protocol: str, timeout: float):
 class EventShipper:
     def __init__(self, transport, max_queue: int = 10_000, batch_size: int = 200,
                  backoff_max: float = 5.0, on_tick=None, tick_seconds: float = 10.0):
-        self._transport = transport
+        self.transport = transport
         self._on_tick = on_tick
         self._tick_seconds = tick_seconds
         self._queue: collections.deque[bytes] = collections.deque()
@@ -130,7 +130,7 @@ class EventShipper:
                 if not batch:
                     break
                 try:
-                    self._transport.send(batch, use_logging=False)
+                    self.transport.send(batch, use_logging=False)
                     self.sent += len(batch)
                     backoff = 0.1
                 except Exception as exc:  # any transport failure: keep the events, wait, retry
@@ -156,7 +156,7 @@ class RequestEvents:
     """Builds the documented request and metric events and hands them to a shipper."""
 
     def __init__(self, shipper: EventShipper, uid_mode: str, uid_salt: str):
-        self._shipper = shipper
+        self.shipper = shipper
         self._uid_mode = uid_mode
         self._uid_salt = uid_salt
         self._lock = threading.Lock()
@@ -171,7 +171,7 @@ class RequestEvents:
         if uid is not None:
             event.update(uid_field(uid, self._uid_mode, self._uid_salt))
         event.update({k: v for k, v in fields.items() if v is not None})
-        self._shipper.emit(event)
+        self.shipper.emit(event)
         with self._lock:
             self._latencies.setdefault(endpoint, []).append(latency_ms)
             if status >= 500:
@@ -187,7 +187,7 @@ class RequestEvents:
         for endpoint, values in latencies.items():
             values.sort()
             pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
-            self._shipper.emit({
+            self.shipper.emit({
                 "@timestamp": utc_timestamp(), "event_type": "metric", "service": "ml_api",
                 "endpoint": endpoint, "requests": len(values), "errors": errors.get(endpoint, 0),
                 "window_seconds": round(window, 3), "latency_p50_ms": round(pick(0.50), 3),

@@ -1,0 +1,177 @@
+"""The Logstash pipeline, Elasticsearch templates and Kibana saved objects agree with each other
+and with the events the service really emits. (Logstash, Elasticsearch and Kibana cannot run
+here: these tests check the files, and setup.sh against a local HTTP endpoint.)"""
+import fnmatch
+import http.server
+import json
+import re
+import subprocess
+import threading
+
+import pytest
+
+from ml_api import create_app
+from tests.helpers import FEATURES, ROOT
+
+KIBANA = ROOT / "kibana"
+LOGSTASH = ROOT / "logstash"
+PIPELINE = (LOGSTASH / "pipeline" / "ml_api.conf").read_text()
+TEMPLATES = {p.name: json.loads(p.read_text()) for p in (LOGSTASH / "templates").glob("*.json")}
+OBJECTS = [json.loads(line) for line in (KIBANA / "ml_api.ndjson").read_text().splitlines()]
+BY_ID = {(o["type"], o["id"]): o for o in OBJECTS}
+DATA_VIEWS = {o["id"]: o["attributes"]["title"] for o in OBJECTS if o["type"] == "index-pattern"}
+
+
+def template_for(index: str) -> dict:
+    matches = [t for t in TEMPLATES.values()
+               if any(fnmatch.fnmatch(index, p) for p in t["index_patterns"])]
+    assert len(matches) == 1, f"{index} matches {len(matches)} templates"
+    return matches[0]
+
+
+def mapped(template: dict) -> set[str]:
+    return set(template["template"]["mappings"]["properties"])
+
+
+def kql_fields(query: str) -> set[str]:
+    return set(re.findall(r"([A-Za-z_@][\w.]*)\s*(?::|>=|<=|>|<)", query))
+
+
+def test_committed_ndjson_is_what_the_generator_writes():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("saved_objects", KIBANA / "saved_objects.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (KIBANA / "ml_api.ndjson").read_text() == module.render()
+
+
+def test_pipeline_indices_match_a_template_and_a_data_view():
+    indices = re.findall(r'index => "([^"]+)"', PIPELINE)
+    assert len(indices) == 2
+    for index in indices:
+        concrete = index.replace("%{+YYYY.MM.dd}", "2026.11.22")
+        template = template_for(concrete)
+        assert any(fnmatch.fnmatch(concrete, title) for title in DATA_VIEWS.values())
+        assert template["template"]["mappings"]["properties"]["@timestamp"]["type"] == "date"
+    for path in re.findall(r'template => "([^"]+)"', PIPELINE):
+        assert path.rsplit("/", 1)[-1] in TEMPLATES
+    assert "json_lines" in PIPELINE and "udp" in PIPELINE and '"host"' in PIPELINE
+
+
+def test_templates_use_keyword_ids_and_float_latencies():
+    requests = TEMPLATES["ml-api-requests.json"]["template"]["mappings"]["properties"]
+    for field in ("request_id", "experiment", "group", "model_name", "model_version",
+                  "uid_hash", "error_code"):
+        assert requests[field]["type"] == "keyword"
+    for field in ("latency_ms", "model_latency_ms"):
+        assert requests[field]["type"] == "float"
+    assert "host" not in requests
+
+
+def panel_fields(vis: dict) -> tuple[str, set[str]]:
+    """(index title, fields used) of a visualization."""
+    state = json.loads(vis["attributes"]["visState"])
+    search = json.loads(vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+    fields = {a["params"]["field"] for a in state["aggs"] if "field" in a["params"]}
+    fields |= kql_fields(search["query"]["query"])
+    if state["type"] == "metrics":  # TSVB names its index and fields directly
+        params = state["params"]
+        fields.add(params["time_field"])
+        for series in params["series"]:
+            fields.add(series["terms_field"])
+            for metric in series["metrics"]:
+                for part in ("numerator", "denominator"):
+                    fields |= kql_fields(metric.get(part, {}).get("query", ""))
+        return params["index_pattern"], fields
+    (ref,) = vis["references"]
+    assert ref["type"] == "index-pattern" and ref["id"] in DATA_VIEWS, "unknown data view"
+    return DATA_VIEWS[ref["id"]], fields
+
+
+def test_every_panel_uses_an_existing_data_view_and_mapped_fields():
+    dashboard = BY_ID[("dashboard", "ml-api-overview")]
+    panels = json.loads(dashboard["attributes"]["panelsJSON"])
+    refs = {r["name"]: r for r in dashboard["references"]}
+    assert len(panels) == 5
+    for panel in panels:
+        ref = refs[panel["panelRefName"]]
+        vis = BY_ID[(ref["type"], ref["id"])]
+        title, fields = panel_fields(vis)
+        assert title in DATA_VIEWS.values()
+        unmapped = fields - mapped(template_for(title.replace("*", "2026.11.22")))
+        assert not unmapped, f"{vis['id']} uses unmapped fields {unmapped}"
+
+
+@pytest.fixture
+def emitted(embedded_settings):
+    """The events the service really emits for a prediction, a feedback, an error, metrics."""
+    app = create_app(embedded_settings)
+    events = app.extensions["ml_api"].request_events
+    sent = []
+
+    class Collect:  # stands where the Logstash transport would
+        def send(self, lines, use_logging=False):
+            sent.extend(json.loads(line) for line in lines)
+
+    events.shipper.transport = Collect()
+    client = app.test_client()
+    client.post("/predict", json={"uid": "u", "features": FEATURES})
+    client.post("/feedback", json={"uid": "u", "event_id": "e1"})
+    client.post("/predict", json={"uid": "u", "features": [1]})
+    events.emit_metrics()
+    assert events.shipper.flush()
+    return sent
+
+
+def test_every_emitted_field_is_mapped(emitted):
+    kinds = {e["event_type"] for e in emitted}
+    assert kinds == {"request", "metric"}
+    for event in emitted:
+        index = "ml-api-metrics-x" if event["event_type"] == "metric" else "ml-api-requests-x"
+        assert set(event) <= mapped(template_for(index)), set(event) - mapped(
+            template_for(index))
+
+
+class FakeKibana(http.server.BaseHTTPRequestHandler):
+    """Kibana's two endpoints that setup.sh uses, answering as Kibana 8 documents them."""
+    status_calls = 0
+    imports: list[dict] = []
+
+    def do_GET(self):
+        type(self).status_calls += 1
+        self.send_response(200 if self.status_calls > 2 else 503)  # not ready at first
+        self.end_headers()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).imports.append({"path": self.path, "xsrf": self.headers.get("kbn-xsrf"),
+                                   "body": body})
+        count = body.count(b'"type": ')
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(json.dumps({"success": True, "successCount": count},
+                                    separators=(",", ":")).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_setup_script_waits_for_kibana_then_imports_idempotently():
+    server = http.server.HTTPServer(("127.0.0.1", 0), FakeKibana)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"KIBANA_URL": f"http://127.0.0.1:{server.server_port}",
+           "SAVED_OBJECTS": str(KIBANA / "ml_api.ndjson"), "WAIT_SECONDS": "30",
+           "PATH": "/usr/bin:/bin"}
+    try:
+        for _ in range(2):  # running it twice is safe: overwrite=true
+            result = subprocess.run(["sh", str(KIBANA / "setup.sh")], env=env,
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+    finally:
+        server.shutdown()
+    assert FakeKibana.status_calls >= 3
+    assert len(FakeKibana.imports) == 2
+    for call in FakeKibana.imports:
+        assert call["path"] == "/api/saved_objects/_import?overwrite=true"
+        assert call["xsrf"] == "true"
+        assert (KIBANA / "ml_api.ndjson").read_bytes() in call["body"]
