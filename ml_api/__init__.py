@@ -9,6 +9,7 @@ from .settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app; connects to the cache and database of `settings` (env by default)."""
     from .admin_routes import admin
+    from .dashboard import dashboard
     from .jsonio import register_error_handlers
     from .observability import register_observability
     from .routes import api
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["ml_api"] = services
     app.register_blueprint(api)
     app.register_blueprint(admin)
+    app.register_blueprint(dashboard)
     register_error_handlers(app)
     register_observability(app, services.request_events)
     return app

@@ -66,7 +66,7 @@ class PredictionService:
             prediction, score = model.predict(row)
         except Exception as exc:  # a model bug must not look like a client error
             log.exception("model %s failed", model.spec.key)
-            if experiment.strategy == "canary" and experiment.is_running:
+            if experiment.is_running:
                 self._health.record(experiment.id, variant.name,
                                     (time.perf_counter() - started) * 1000, error=True)
             raise ModelFailure(f"model {model.spec.key} failed to predict") from exc
@@ -76,13 +76,14 @@ class PredictionService:
             model_name=model.spec.name, model_version=model.spec.version,
             prediction=prediction, score=score, model_latency_ms=(done - model_started) * 1000,
         )
-        if experiment.is_running and experiment.strategy == "shadow":
-            self._shadow.submit(experiment, request.uid, result.request_id, row, {
-                "primary_variant": variant.name, "primary_prediction": prediction,
-                "primary_score": score, "primary_ms": result.model_latency_ms})
-        elif experiment.is_running and experiment.strategy == "canary":
+        if experiment.is_running:
+            # Latency per variant for the canary guards and the results page.
             self._health.record(experiment.id, variant.name, (done - started) * 1000,
                                 error=False)
+            if experiment.strategy == "shadow":
+                self._shadow.submit(experiment, request.uid, result.request_id, row, {
+                    "primary_variant": variant.name, "primary_prediction": prediction,
+                    "primary_score": score, "primary_ms": result.model_latency_ms})
         return result
 
     def _model(self, key: str):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts the local Redis and MariaDB when they are installed but stopped. With CI=true a
-# service that cannot be reached is an error; otherwise the integration tests skip themselves.
+# Starts the local Redis and MariaDB when they are installed but stopped, and installs Debian's
+# chromium when missing. With CI=true anything missing is an error; otherwise the tests that
+# need it skip themselves.
 set -u
 
 redis_up() { python3 - <<'PY'
@@ -32,11 +33,19 @@ if ! mariadb_up && command -v mariadbd >/dev/null; then
   wait_for mariadb mariadb_up
 fi
 
+# Headless Chromium for the results-page test (Debian package; no browser download).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing chromium"
+  apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }
+fi
+
 status=0
 redis_up || { echo "Redis is not reachable on 127.0.0.1:6379"; status=1; }
 mariadb_up || { echo "MariaDB is not reachable on 127.0.0.1:3306"; status=1; }
+command -v chromium >/dev/null || { echo "chromium is not installed"; status=1; }
 if [ "$status" -ne 0 ] && [ "${CI:-}" = "true" ]; then
-  echo "CI=true: the integration tests need both services" >&2
+  echo "CI=true: the integration tests need Redis, MariaDB and Chromium" >&2
   exit 1
 fi
 exit 0

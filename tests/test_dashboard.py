@@ -1,0 +1,82 @@
+"""The built-in results page, rendered by real headless Chromium, shows the results API's numbers."""
+import html.parser
+import os
+import shutil
+import subprocess
+
+import pytest
+import requests
+
+from tests.conftest import IN_CI
+from tests.helpers import FEATURES, ROOT, Gunicorn, settings_env
+
+OUTPUT = ROOT / "test-output"
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        message = "chromium is not installed (Debian package chromium)"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def headless(url: str, profile, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+         *extra, url], capture_output=True, text=True, timeout=120)
+
+
+class Elements(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.found = []
+        self.text = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_headers, tmp_path):
+    with Gunicorn(settings_env(embedded_settings), log_path=tmp_path / "g.log") as server:
+        for i in range(120):
+            uid = f"d{i}"
+            requests.post(f"{server.url}/predict", json={"uid": uid, "features": FEATURES})
+            if i % 4 == 0:
+                requests.post(f"{server.url}/feedback", json={"uid": uid})
+        api = requests.get(f"{server.url}/experiments/demo/results", headers=admin_headers).json()
+        dom = headless(f"{server.url}/dashboard", tmp_path / "profile", "--dump-dom")
+        OUTPUT.mkdir(exist_ok=True)
+        shot = headless(f"{server.url}/dashboard", tmp_path / "profile2",
+                        f"--screenshot={OUTPUT / 'dashboard.png'}", "--window-size=1280,1100")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    parser = Elements()
+    parser.feed(dom.stdout)
+    body = next(attrs for tag, attrs in parser.found if tag == "body")
+    assert body.get("data-rendered") == "true"  # the page's script ran to the end
+    bars = {(a["data-chart"] if tag == "svg" else None) for tag, a in parser.found
+            if tag == "svg"}
+    assert {"traffic", "conversion", "latency"} <= bars
+    rects = [a for tag, a in parser.found if tag == "rect"]
+    by_variant = {v["name"]: v for v in api["variants"]}
+    traffic = rects[:len(by_variant)]
+    assert {r["data-variant"]: int(r["data-value"]) for r in traffic} == \
+        {name: v["exposures"] for name, v in by_variant.items()}
+    assert sum(int(r["data-value"]) for r in traffic) == 120
+    conversion = rects[len(by_variant):2 * len(by_variant)]
+    for r in conversion:
+        assert float(r["data-value"]) == pytest.approx(by_variant[r["data-variant"]]
+                                                       ["conversion_rate"])
+    whiskers = [a for tag, a in parser.found if tag == "line"]
+    for line in whiskers:
+        low, high = by_variant[line["data-variant"]]["conversion_rate_ci"]
+        assert (float(line["data-low"]), float(line["data-high"])) == pytest.approx((low, high))
+    assert api["decision"]["message"] in "".join(parser.text)
+    assert shot.returncode == 0 and (OUTPUT / "dashboard.png").stat().st_size > 10_000
