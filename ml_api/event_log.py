@@ -41,9 +41,12 @@ def uid_field(uid: str, mode: str, salt: str) -> dict:
 
 
 class StdoutTransport:
+    """JSON lines on the process's standard output (the embedded default's event log)."""
+
     def send(self, events: list[bytes], use_logging: bool = False) -> None:
-        sys.stdout.buffer.write(b"".join(events))
-        sys.stdout.buffer.flush()
+        out = sys.__stdout__.buffer  # the process's stdout, whatever replaced sys.stdout
+        out.write(b"".join(events))
+        out.flush()
 
     def close(self) -> None:
         pass

@@ -92,6 +92,9 @@ class Experiment:
         return self.variant(self.default_variant or "") or self.control
 
 
+UNKNOWN_RECHECK = 0.5  # seconds
+
+
 class ExperimentCatalog:
     """In-process view of all experiments, reloaded at most every `refresh_seconds`.
 
@@ -107,6 +110,8 @@ class ExperimentCatalog:
         self._lock = threading.Lock()
         self._by_name: dict[str, Experiment] = {}
         self._loaded_at: float | None = None
+        self._rechecked: dict[str, float] = {}
+        self._last_recheck = float("-inf")
 
     def refresh(self) -> None:
         experiments = self._load()
@@ -131,9 +136,28 @@ class ExperimentCatalog:
     def get(self, name: str) -> Experiment:
         self._maybe_refresh()
         experiment = self._by_name.get(name)
+        if experiment is None and self._may_recheck(name):
+            # Perhaps created a moment ago through another worker: look once more.
+            self._loaded_at = None
+            self._maybe_refresh()
+            experiment = self._by_name.get(name)
         if experiment is None:
             raise UnknownExperiment(f"no experiment named {name!r}")
         return experiment
+
+    def _may_recheck(self, name: str) -> bool:
+        """At most one reload per unknown name every UNKNOWN_RECHECK seconds, and at most 20 a
+        second in all, so that a flood of unknown names cannot hammer the database."""
+        now = self._clock()
+        if now - self._rechecked.get(name, -UNKNOWN_RECHECK) < UNKNOWN_RECHECK:
+            return False
+        if now - self._last_recheck < 0.05:
+            return False
+        self._last_recheck = now
+        if len(self._rechecked) > 10_000:
+            self._rechecked.clear()
+        self._rechecked[name] = now
+        return True
 
     def all(self) -> list[Experiment]:
         self._maybe_refresh()

@@ -1,0 +1,118 @@
+"""Locust load test: a population of consumers calling /predict and, when they convert,
+/feedback, with conversion rates that depend on the group that served them (a known true
+effect), so every run is also an experiment whose answer is known.
+
+    locust -f load_test/locustfile.py --host http://127.0.0.1:5000            # web UI :8089
+    locust -f load_test/locustfile.py --host http://127.0.0.1:5000 --headless -u 200 -r 50 -t 60s
+
+Settings (environment):
+  LOAD_USERS         distinct returning consumers (default 5000)
+  LOAD_NEW_SHARE     share of requests from never-seen consumers (default 0.05)
+  LOAD_RATES         true conversion rate per group (default "control=0.10,variation=0.15")
+  LOAD_EXPERIMENT    experiment to drive (default: a fresh one per run when ADMIN_TOKEN is set,
+                     else "demo")
+  ADMIN_TOKEN        lets the run create its experiment and read its results at the end
+A returning consumer answered with another group than before counts as a failure. With
+ADMIN_TOKEN, the run fails (exit code 1) unless the results name the group with the higher
+true rate once it has decided.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import urllib.request
+import random
+import time
+from pathlib import Path
+
+from locust import FastHttpUser, between, events, task
+
+FEATURES = [[float(v) for v in row] for row in
+            list(csv.reader((Path(__file__).with_name("features.csv")).open()))[1:]]
+POOL = int(os.environ.get("LOAD_USERS", "5000"))
+NEW_SHARE = float(os.environ.get("LOAD_NEW_SHARE", "0.05"))
+RATES = {name: float(rate) for name, rate in (
+    pair.split("=") for pair in os.environ.get("LOAD_RATES",
+                                               "control=0.10,variation=0.15").split(","))}
+RUN = f"lt{int(time.time())}"
+ADMIN_TOKEN = os.environ.get("ADMIN_TOKEN", "")
+EXPERIMENT = {"name": os.environ.get("LOAD_EXPERIMENT", "")}
+SEEN: dict[str, str] = {}        # uid -> group first answered (this process)
+CONVERTED: set[str] = set()
+NEW_IDS = itertools.count()
+
+
+def admin_headers() -> dict:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+
+
+@events.test_start.add_listener
+def create_experiment(environment, **_):
+    """With an admin token and no LOAD_EXPERIMENT: a fresh 50/50 experiment for this run."""
+    if EXPERIMENT["name"] or not ADMIN_TOKEN:
+        EXPERIMENT["name"] = EXPERIMENT["name"] or "demo"
+        return
+    name = f"load-{RUN}"
+    body = {"name": name, "mde": 0.02, "variants": [
+        {"name": "control", "model": "logreg@1", "weight": 50},
+        {"name": "variation", "model": "gboost@1", "weight": 50}]}
+    for path, data in (("/experiments", body), (f"/experiments/{name}/start", {})):
+        request = urllib.request.Request(environment.host + path, method="POST",
+                                         data=json.dumps(data).encode(), headers=admin_headers())
+        urllib.request.urlopen(request, timeout=10).read()
+    EXPERIMENT["name"] = name
+
+
+@events.test_stop.add_listener
+def check_results(environment, **_):
+    """Print the run's experiment results; fail the run if they name the wrong group."""
+    if not ADMIN_TOKEN:
+        return
+    request = urllib.request.Request(
+        f"{environment.host}/experiments/{EXPERIMENT['name']}/results", headers=admin_headers())
+    results = json.loads(urllib.request.urlopen(request, timeout=30).read())
+    decision = results["decision"]
+    summary = {v["name"]: (v["exposures"], v["converting_uids"]) for v in results["variants"]}
+    print(f"experiment {EXPERIMENT['name']}: {summary}; decision: {decision['outcome']} "
+          f"{decision.get('winner') or ''} ({decision['message']})")
+    best = max(RATES, key=RATES.get)
+    if decision["outcome"] == "winner" and decision["winner"] != best:
+        print(f"FAILED: the results name {decision['winner']}, the true best is {best}")
+        environment.process_exit_code = 1
+    if decision["outcome"] == "sample_ratio_mismatch":
+        environment.process_exit_code = 1
+
+
+class Consumer(FastHttpUser):
+    wait_time = between(0, 0.05)
+
+    def pick_uid(self) -> str:
+        if random.random() < NEW_SHARE:
+            return f"{RUN}-new-{os.getpid()}-{next(NEW_IDS)}"
+        return f"{RUN}-user-{random.randrange(POOL)}"
+
+    @task
+    def visit(self) -> None:
+        uid = self.pick_uid()
+        body = {"uid": uid, "experiment": EXPERIMENT["name"],
+                "features": random.choice(FEATURES)}
+        with self.client.post("/predict", json=body, name="/predict",
+                              catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"status {response.status_code}: {response.text[:200]}")
+                return
+            group = response.json()["group"]
+            first = SEEN.setdefault(uid, group)
+            if first != group:
+                response.failure(f"uid {uid} moved from {first} to {group}")
+                return
+        # Each consumer converts at most once, with its group's true rate (a fixed coin per uid).
+        if uid not in CONVERTED and random.Random(uid).random() < RATES.get(group, 0.0):
+            CONVERTED.add(uid)
+            with self.client.post("/feedback", name="/feedback", catch_response=True, json={
+                    "uid": uid, "experiment": EXPERIMENT["name"], "metric": "conversion",
+                    "value": 1, "event_id": f"{uid}-conversion"}) as response:
+                if response.status_code != 202:
+                    response.failure(f"status {response.status_code}: {response.text[:200]}")
