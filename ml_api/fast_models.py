@@ -1,0 +1,83 @@
+"""Single-row predict_proba without scikit-learn's per-call input validation, for estimator
+types whose arithmetic is simple to restate. On one row, validation (dtype and dataframe
+checks, parameter checks) costs several times the arithmetic.
+
+A fast path is used only after it reproduces the estimator's own predict_proba on sample rows
+(to 1e-9); any other estimator, or any mismatch, keeps the estimator's own method.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+from scipy.special import expit
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+log = logging.getLogger(__name__)
+Proba = Callable[[np.ndarray], np.ndarray]  # one row (1-D float64) -> class probabilities
+
+
+def _binary(p1: float) -> np.ndarray:
+    return np.array([1.0 - p1, p1])
+
+
+def _logistic(model: LogisticRegression, scaler: StandardScaler | None) -> Proba | None:
+    if model.coef_.shape[0] != 1 or len(model.classes_) != 2:
+        return None
+    coef, intercept = model.coef_[0].copy(), float(model.intercept_[0])
+    if scaler is not None:  # fold the scaling into the weights: ((x - m) / s) . w = x . w/s - m . w/s
+        mean = scaler.mean_ if scaler.with_mean else np.zeros_like(coef)
+        scale = scaler.scale_ if scaler.with_std else np.ones_like(coef)
+        coef = coef / scale
+        intercept -= float(mean @ coef)
+    return lambda x: _binary(float(expit(x @ coef + intercept)))
+
+
+def _gradient_boosting(model: GradientBoostingClassifier, n_features: int) -> Proba | None:
+    from sklearn.ensemble._gradient_boosting import predict_stages
+
+    if model.n_trees_per_iteration_ != 1 or not (
+            model.init_ == "zero" or isinstance(model.init_, DummyClassifier)):
+        return None
+    # With a "zero" or prior init, the starting raw score is the same for every row.
+    start = model._raw_predict_init(np.zeros((1, n_features), dtype=np.float32))[0, 0]
+    estimators, rate = model.estimators_, model.learning_rate
+
+    def proba(x: np.ndarray) -> np.ndarray:
+        raw = np.full((1, 1), start)
+        predict_stages(estimators, x.astype(np.float32).reshape(1, -1), rate, raw)
+        return _binary(float(expit(raw[0, 0])))
+
+    return proba
+
+
+def fast_proba(estimator, n_features: int, seed: int = 0) -> Proba | None:
+    """A checked fast single-row predict_proba for this estimator, or None."""
+    if isinstance(estimator, Pipeline) and len(estimator.steps) == 2 \
+            and isinstance(estimator.steps[0][1], StandardScaler) \
+            and isinstance(estimator.steps[1][1], LogisticRegression):
+        candidate = _logistic(estimator.steps[1][1], estimator.steps[0][1])
+    elif isinstance(estimator, LogisticRegression):
+        candidate = _logistic(estimator, None)
+    elif isinstance(estimator, GradientBoostingClassifier):
+        candidate = _gradient_boosting(estimator, n_features)
+    else:
+        return None
+    if candidate is None:
+        return None
+    rows = np.random.default_rng(seed).normal(size=(64, n_features))
+    scale = getattr(estimator, "steps", [[None, None]])[0][1]
+    if isinstance(scale, StandardScaler):  # probe around the data the model was fitted on
+        rows = rows * scale.scale_ + scale.mean_
+    expected = estimator.predict_proba(rows)
+    actual = np.array([candidate(row) for row in rows])
+    if not np.allclose(actual, expected, rtol=0, atol=1e-9):
+        log.warning("fast path for %s disagrees with predict_proba; not used",
+                    type(estimator).__name__)
+        return None
+    return candidate
