@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--gunicorn-threads", type=int, default=None,
+                        help="threads per worker (default: gunicorn_conf.py's)")
     parser.add_argument("--users", type=int, default=5000, help="returning uids")
     parser.add_argument("--new-share", type=float, default=0.0,
                         help="share of requests from never-seen uids")
@@ -158,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     with bench_backends(args.mysql_root, args.redis_url) as settings:
         env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.database_url,
                "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix}
+        if args.gunicorn_threads:
+            env["GUNICORN_THREADS"] = str(args.gunicorn_threads)
         full = Gunicorn(env, workers=args.workers, log_path=args.out / "full.log").start()
         bare = Gunicorn(env, workers=args.workers, log_path=args.out / "bare.log",
                         app=BARE_APP).start()

@@ -27,16 +27,30 @@ from . import metrics
 log = logging.getLogger(__name__)
 
 
-def utc_timestamp() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# The last formatted second, as one tuple (replaced whole, so threads never see half of it):
+# formatting a datetime costs more than the rest of the event.
+_last_second: tuple[int, str] = (-1, "")
+
+
+def utc_timestamp(now: float | None = None) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-22T07:20:05.123Z."""
+    global _last_second
+    now = time.time() if now is None else now
+    second = int(now)
+    cached_second, text = _last_second
+    if second != cached_second:
+        text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (second, text)
+    return f"{text}.{int((now - second) * 1000):03d}Z"
 
 
 def uid_field(uid: str, mode: str, salt: str) -> dict:
-    """The uid as logged: plain, a salted sha256 (privacy), or nothing."""
+    """The uid as logged: plain, a keyed hash (BLAKE2b with the salt as key), or nothing."""
     if mode == "plain":
         return {"uid": uid}
     if mode == "hashed":
-        return {"uid_hash": hashlib.sha256(f"{salt}:{uid}".encode()).hexdigest()[:32]}
+        return {"uid_hash": hashlib.blake2b(uid.encode(), key=salt.encode()[:64],
+                                            digest_size=16).hexdigest()}
     return {}
 
 

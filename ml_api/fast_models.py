@@ -19,11 +19,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 log = logging.getLogger(__name__)
-Proba = Callable[[np.ndarray], np.ndarray]  # one row (1-D float64) -> class probabilities
-
-
-def _binary(p1: float) -> np.ndarray:
-    return np.array([1.0 - p1, p1])
+# One row (1-D float64) -> probability of the second (positive) class of a binary model.
+Proba = Callable[[np.ndarray], float]
 
 
 def _logistic(model: LogisticRegression, scaler: StandardScaler | None) -> Proba | None:
@@ -35,7 +32,7 @@ def _logistic(model: LogisticRegression, scaler: StandardScaler | None) -> Proba
         scale = scaler.scale_ if scaler.with_std else np.ones_like(coef)
         coef = coef / scale
         intercept -= float(mean @ coef)
-    return lambda x: _binary(float(expit(x @ coef + intercept)))
+    return lambda x: float(expit(x @ coef + intercept))
 
 
 def _gradient_boosting(model: GradientBoostingClassifier, n_features: int) -> Proba | None:
@@ -51,13 +48,14 @@ def _gradient_boosting(model: GradientBoostingClassifier, n_features: int) -> Pr
     def proba(x: np.ndarray) -> np.ndarray:
         raw = np.full((1, 1), start)
         predict_stages(estimators, x.astype(np.float32).reshape(1, -1), rate, raw)
-        return _binary(float(expit(raw[0, 0])))
+        return float(expit(raw[0, 0]))
 
     return proba
 
 
 def fast_proba(estimator, n_features: int, seed: int = 0) -> Proba | None:
-    """A checked fast single-row predict_proba for this estimator, or None."""
+    """A checked fast single-row positive-class probability for this binary estimator, or
+    None."""
     if isinstance(estimator, Pipeline) and len(estimator.steps) == 2 \
             and isinstance(estimator.steps[0][1], StandardScaler) \
             and isinstance(estimator.steps[1][1], LogisticRegression):
@@ -74,7 +72,7 @@ def fast_proba(estimator, n_features: int, seed: int = 0) -> Proba | None:
     scale = getattr(estimator, "steps", [[None, None]])[0][1]
     if isinstance(scale, StandardScaler):  # probe around the data the model was fitted on
         rows = rows * scale.scale_ + scale.mean_
-    expected = estimator.predict_proba(rows)
+    expected = estimator.predict_proba(rows)[:, 1]
     actual = np.array([candidate(row) for row in rows])
     if not np.allclose(actual, expected, rtol=0, atol=1e-9):
         log.warning("fast path for %s disagrees with predict_proba; not used",

@@ -14,15 +14,19 @@ from .observability import note_error
 log = logging.getLogger(__name__)
 
 
+JSON_HEADERS = (("Content-Type", "application/json"),)
+
+
 def json_response(body: dict, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+    return Response(orjson.dumps(body), status=status, headers=JSON_HEADERS)
 
 
 def read_json_body(request: Request):
-    """The parsed body; 415 unless the content type is JSON, 400 unless the body is JSON."""
+    """The parsed body; 415 unless the content type is JSON, 400 unless the body is JSON,
+    413 past MAX_CONTENT_LENGTH."""
     if not request.is_json:
         raise UnsupportedMediaType("send the body as application/json")
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    raw = request.get_data(cache=False)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -114,9 +114,9 @@ class LoadedModel:
         """(prediction, score): score is the positive-class probability for a binary classifier,
         the predicted class's probability for a multi-class one, None without predict_proba."""
         if self._fast_proba is not None and self._classes is not None:
-            proba = self._fast_proba(np.asarray(row, dtype=np.float64))
-            best = int(proba.argmax())
-            return self._classes[best], float(proba[1])
+            positive = self._fast_proba(np.asarray(row, dtype=np.float64))
+            # argmax semantics: a tie (0.5) goes to the first class, as predict() does.
+            return self._classes[1 if positive > 0.5 else 0], positive
         x = np.asarray(row, dtype=np.float64).reshape(1, -1)
         # Inputs are validated (count, finiteness) before they get here; skipping sklearn's own
         # checks saves a share of a single-row call.

@@ -11,6 +11,26 @@ from . import metrics
 LOGGED_ENDPOINTS = {"/predict", "/feedback"}
 
 
+class _Children:
+    """Labelled Prometheus children, looked up once per label set instead of per request."""
+
+    def __init__(self):
+        self._requests: dict[tuple, object] = {}
+        self._latency: dict[tuple, object] = {}
+
+    def count(self, labels: tuple) -> None:
+        child = self._requests.get(labels)
+        if child is None:
+            child = self._requests[labels] = metrics.REQUESTS.labels(*labels)
+        child.inc()
+
+    def observe(self, labels: tuple, seconds: float) -> None:
+        child = self._latency.get(labels)
+        if child is None:
+            child = self._latency[labels] = metrics.LATENCY.labels(*labels)
+        child.observe(seconds)
+
+
 def log_fields(**fields) -> None:
     """Called by views: fields of this request's event (experiment, group, model, ...)."""
     g.setdefault("log_fields", {}).update(fields)
@@ -21,6 +41,8 @@ def note_error(code: str) -> None:
 
 
 def register_observability(app: Flask, events) -> None:
+    children = _Children()
+
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
@@ -33,11 +55,14 @@ def register_observability(app: Flask, events) -> None:
         latency = time.perf_counter() - g.started
         fields = dict(g.get("log_fields", {}))
         fields["error_code"] = g.get("error_code")
-        experiment, group = fields.get("experiment") or "", fields.get("group") or ""
-        metrics.REQUESTS.labels(endpoint, experiment, group, str(response.status_code)).inc()
-        metrics.LATENCY.labels(endpoint, experiment, group,
-                               fields.get("model_key") or "").observe(latency)
-        fields.pop("model_key", None)
+        # Label values only from served requests: a client's made-up experiment names must
+        # not create time series.
+        served = response.status_code < 400
+        experiment = (fields.get("experiment") or "") if served else ""
+        group = (fields.get("group") or "") if served else ""
+        children.count((endpoint, experiment, group, str(response.status_code)))
+        children.observe((endpoint, experiment, group, fields.pop("model_key", None) or ""),
+                         latency)
         events.request(endpoint=endpoint, status=response.status_code,
                        latency_ms=latency * 1000, fields=fields)
         return response

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from dataclasses import dataclass
 
 from .errors import ModelFailure, ServiceUnavailable
@@ -72,7 +72,7 @@ class PredictionService:
             raise ModelFailure(f"model {model.spec.key} failed to predict") from exc
         done = time.perf_counter()
         result = PredictionResult(
-            request_id=uuid.uuid4().hex, experiment=experiment.name, group=variant.name,
+            request_id=os.urandom(16).hex(), experiment=experiment.name, group=variant.name,
             model_name=model.spec.name, model_version=model.spec.version,
             prediction=prediction, score=score, model_latency_ms=(done - model_started) * 1000,
         )
