@@ -72,10 +72,10 @@ def test_a_dead_or_stalled_logstash_never_fails_or_blocks_a_request(real_setting
     base = settings_env(real_settings)
     try:
         with Gunicorn({**base, "LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": str(healthy.port),
-                       "LOG_QUEUE_MAX": "200"}, log_path=tmp_path / "ok.log") as server:
+                       "LOG_QUEUE_MAX": "50"}, log_path=tmp_path / "ok.log") as server:
             baseline = drive(server.url, 400)
         with Gunicorn({**base, "LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": str(port),
-                       "LOG_QUEUE_MAX": "200"}, log_path=tmp_path / "bad.log") as server:
+                       "LOG_QUEUE_MAX": "50"}, log_path=tmp_path / "bad.log") as server:
             degraded = drive(server.url, 400)
             metrics = requests.get(f"{server.url}/metrics").text
     finally:
@@ -92,7 +92,7 @@ def test_a_dead_or_stalled_logstash_never_fails_or_blocks_a_request(real_setting
     dropped = [s.value for f in text_string_to_metric_families(metrics)
                if f.name == "ml_api_log_events_dropped" for s in f.samples
                if s.name.endswith("_total")]
-    if failure == "unreachable":  # 400 events into a 200-event queue that cannot drain
+    if failure == "unreachable":  # 400 events into 50-event queues that cannot drain
         assert sum(dropped) > 0
 
 
