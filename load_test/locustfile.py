@@ -27,6 +27,7 @@ import random
 import time
 from pathlib import Path
 
+import gevent.event
 from locust import FastHttpUser, between, events, task
 
 FEATURES = [[float(v) for v in row] for row in
@@ -42,6 +43,7 @@ EXPERIMENT = {"name": os.environ.get("LOAD_EXPERIMENT", "")}
 SEEN: dict[str, str] = {}        # uid -> group first answered (this process)
 CONVERTED: set[str] = set()
 NEW_IDS = itertools.count()
+READY = gevent.event.Event()     # users wait until the run's experiment is running everywhere
 
 
 def admin_headers() -> dict:
@@ -53,6 +55,7 @@ def create_experiment(environment, **_):
     """With an admin token and no LOAD_EXPERIMENT: a fresh 50/50 experiment for this run."""
     if EXPERIMENT["name"] or not ADMIN_TOKEN:
         EXPERIMENT["name"] = EXPERIMENT["name"] or "demo"
+        READY.set()
         return
     name = f"load-{RUN}"
     body = {"name": name, "mde": 0.02, "variants": [
@@ -63,6 +66,10 @@ def create_experiment(environment, **_):
                                          data=json.dumps(data).encode(), headers=admin_headers())
         urllib.request.urlopen(request, timeout=10).read()
     EXPERIMENT["name"] = name
+    # Every API worker reloads experiment definitions within EXPERIMENT_REFRESH_SECONDS (2 s by
+    # default); until then a worker may still see the draft and serve the control to all.
+    time.sleep(float(os.environ.get("LOAD_SETTLE_SECONDS", "3")))
+    READY.set()
 
 
 @events.test_stop.add_listener
@@ -77,6 +84,11 @@ def check_results(environment, **_):
     summary = {v["name"]: (v["exposures"], v["converting_uids"]) for v in results["variants"]}
     print(f"experiment {EXPERIMENT['name']}: {summary}; decision: {decision['outcome']} "
           f"{decision.get('winner') or ''} ({decision['message']})")
+    report = os.environ.get("LOAD_REPORT")
+    if report:  # what this run sent, for comparing with what the database recorded
+        Path(report).write_text(json.dumps({
+            "experiment": EXPERIMENT["name"], "distinct_uids": len(SEEN),
+            "conversions_sent": len(CONVERTED), "results": results}))
     best = max(RATES, key=RATES.get)
     if decision["outcome"] == "winner" and decision["winner"] != best:
         print(f"FAILED: the results name {decision['winner']}, the true best is {best}")
@@ -87,6 +99,9 @@ def check_results(environment, **_):
 
 class Consumer(FastHttpUser):
     wait_time = between(0, 0.05)
+
+    def on_start(self) -> None:
+        READY.wait()
 
     def pick_uid(self) -> str:
         if random.random() < NEW_SHARE:

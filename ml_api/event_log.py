@@ -66,13 +66,21 @@ class StdoutTransport:
         pass
 
 
+class _QuietTcpTransport(TcpTransport):
+    """The library's TCP transport, reporting close errors to our logger (debug) instead of
+    printing one line per failed attempt while Logstash is down."""
+
+    def _log_close_socket_error(self, message):
+        log.debug(message)
+
+
 def logstash_transport(host: str, port: int, protocol: str, timeout: float):
     # The transport waits for the kernel to drain its send buffer before closing a TCP
     # connection (30 s by default); a stalled Logstash would hold the shipper that long.
     logstash_constants.SOCKET_CLOSE_WAIT_TIMEOUT = timeout
     if protocol == "udp":
         return UdpTransport(host, port, timeout=timeout)
-    return TcpTransport(host, port, ssl_enable=False, ssl_verify=False, ssl_verify_flags=None,
+    return _QuietTcpTransport(host, port, ssl_enable=False, ssl_verify=False, ssl_verify_flags=None,
                         keyfile=None, certfile=None, ca_certs=None, timeout=timeout)
 
 

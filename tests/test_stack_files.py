@@ -1,0 +1,185 @@
+"""The container stack, validated where no Docker engine runs: docker-compose's own validation,
+files that exist, names and ports that agree, and the stack's processes run natively."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+import yaml
+
+from load_test.processes import GUNICORN_CONF, ROOT, free_port
+from tests.conftest import IN_CI
+from tests.listeners import TcpJsonLinesListener
+
+API_ENV = dict(line.split("=", 1) for line in (ROOT / "api.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """target -> host path of a service's bind mounts (either volume syntax)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                found[volume["target"]] = volume["source"]
+        else:
+            source, target = volume.split(":")[:2]
+            if source.startswith(("/", ".")):
+                found[target] = source
+    return found
+
+
+def compose_binary() -> str:
+    path = shutil.which("docker-compose")
+    if not path:
+        message = "docker-compose is not installed (Debian package docker-compose)"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def compose(*args, token="a-secret-of-the-test"):
+    env = {k: v for k, v in os.environ.items() if k != "ADMIN_TOKEN"}
+    if token:
+        env["ADMIN_TOKEN"] = token
+    return subprocess.run([compose_binary(), "-f", str(ROOT / "docker-compose.yml"), *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    result = compose("config")
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_compose_file_is_valid_and_needs_an_admin_token():
+    assert compose("config", "-q").returncode == 0
+    missing = compose("config", "-q", token=None)
+    assert missing.returncode != 0 and "ADMIN_TOKEN" in missing.stderr
+
+
+def test_every_service_of_the_design_is_there_with_healthchecks(config):
+    services = config["services"]
+    assert {"api", "redis", "mysql", "elasticsearch", "logstash", "kibana", "kibana-setup",
+            "locust", "nginx", "migrate"} <= set(services)
+    for name in ("mysql", "redis", "elasticsearch", "kibana"):
+        assert services[name]["healthcheck"]["test"]
+    api = services["api"]["depends_on"]
+    assert api["mysql"]["condition"] == "service_healthy"
+    assert api["redis"]["condition"] == "service_healthy"
+    assert api["migrate"]["condition"] == "service_completed_successfully"
+    assert {"mysql-data", "es-data"} <= set(config["volumes"])
+    assert "ports" not in services["api"]  # replicas sit behind nginx: --scale api=N works
+    published = {p["published"] if isinstance(p, dict) else p for s in services.values()
+                 for p in s.get("ports", [])}
+    assert {5000, 8089, 5601} <= {int(str(p).split(":")[0]) for p in published}
+
+
+def test_build_contexts_dockerfiles_mounts_and_env_files_exist(config):
+    for name, service in config["services"].items():
+        build = service.get("build")
+        if build:
+            context = Path(build["context"])
+            assert context.is_dir(), name
+            dockerfile = context / build.get("dockerfile", "Dockerfile")
+            assert dockerfile.is_file(), name
+            for source in re.findall(r"^COPY (.+) \S+$", dockerfile.read_text(), flags=re.M):
+                for part in source.split():
+                    assert (context / part).exists(), f"{dockerfile}: COPY {part}"
+        for source in mounts(service).values():
+            assert Path(source).exists(), f"{name}: {source}"
+    assert (ROOT / "api.env").is_file()
+
+
+def test_names_and_ports_agree_across_the_files(config):
+    services = config["services"]
+    assert API_ENV["LOGSTASH_HOST"] in services
+    assert API_ENV["LOGSTASH_PORT"] == services["logstash"]["environment"]["LOGSTASH_PORT"]
+    pipeline = (ROOT / "logstash" / "pipeline" / "ml_api.conf").read_text()
+    assert set(re.findall(r'port => "\$\{LOGSTASH_PORT:(\d+)\}"', pipeline)) == \
+        {API_ENV["LOGSTASH_PORT"]}
+    redis_url = urlparse(API_ENV["REDIS_URL"])
+    assert redis_url.hostname in services and redis_url.port == 6379
+    database = urlparse(API_ENV["DATABASE_URL"])
+    mysql = services["mysql"]["environment"]
+    assert database.hostname in services
+    assert (database.username, database.password, database.path.strip("/")) == \
+        (mysql["MARIADB_USER"], mysql["MARIADB_PASSWORD"], mysql["MARIADB_DATABASE"])
+    bind_port = API_ENV["BIND"].rsplit(":", 1)[1]
+    nginx = (ROOT / "ml_api" / "nginx.conf").read_text()
+    assert f"server api:{bind_port}" in nginx and "listen 80;" in nginx
+    assert f"EXPOSE {bind_port}" in (ROOT / "ml_api" / "Dockerfile").read_text()
+    assert services["locust"]["environment"]["LOCUST_HOST"] == "http://nginx:80"
+    setup = services["kibana-setup"]["environment"]
+    assert urlparse(setup["KIBANA_URL"]).hostname == "kibana"
+    setup_dir = mounts(services["kibana-setup"])["/setup"]
+    assert (Path(setup_dir) / Path(setup["SAVED_OBJECTS"]).name).is_file()
+    logstash_mounts = mounts(services["logstash"])
+    for path in re.findall(r'template => "([^"]+)"', pipeline):
+        folder = str(Path(path).parent)
+        assert (Path(logstash_mounts[folder]) / Path(path).name).is_file()
+
+
+def test_images_run_the_same_gunicorn_config_as_the_tests():
+    dockerfile = (ROOT / "ml_api" / "Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, flags=re.M).group(1))
+    assert cmd == ["gunicorn", "-c", str(GUNICORN_CONF.relative_to(ROOT))]
+    assert "USER mlapi" in dockerfile and "HEALTHCHECK" in dockerfile and "/health" in dockerfile
+    assert "check-models" in dockerfile
+
+
+def test_the_stacks_processes_run_natively_on_real_redis_and_mariadb(config, mysql_url,
+                                                                     redis_prefix, models_dir,
+                                                                     tmp_path):
+    """migrate's command, then the api image's CMD with api.env (hosts pointed at this
+    machine), then locust's command made headless, all wired as in the compose file."""
+    listener = TcpJsonLinesListener()
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k not in API_ENV},
+           **API_ENV, "DATABASE_URL": mysql_url, "REDIS_URL": "redis://127.0.0.1:6379/0",
+           "REDIS_PREFIX": redis_prefix, "LOGSTASH_HOST": "127.0.0.1",
+           "LOGSTASH_PORT": str(listener.port), "MODELS_DIR": str(models_dir),
+           "BIND": f"127.0.0.1:{port}", "ADMIN_TOKEN": "native-wiring-token"}
+    bin_dir = Path(sys.executable).parent
+    services = config["services"]
+    migrate = [str(bin_dir / "python")] + services["migrate"]["command"][1:]
+    assert subprocess.run(migrate, env=env, cwd=ROOT, capture_output=True).returncode == 0
+    dockerfile = (ROOT / "ml_api" / "Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, flags=re.M).group(1))
+    api = subprocess.Popen([str(bin_dir / cmd[0]), *cmd[1:]], env=env, cwd=ROOT,
+                           stdout=open(tmp_path / "api.log", "wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            api.poll()
+            assert api.returncode is None, (tmp_path / "api.log").read_text()
+            time.sleep(0.2)
+        locust_cmd = services["locust"]["command"]
+        locust_cmd = [str(bin_dir / locust_cmd[0]), "-f", str(ROOT / "load_test" / "locustfile.py"),
+                      *locust_cmd[3:], "--headless", "-u", "10", "-r", "10", "-t", "10s",
+                      "--only-summary"]
+        run = subprocess.run(locust_cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                             env={**env, "LOCUST_HOST": url, "LOAD_USERS": "300",
+                                  "LOAD_SETTLE_SECONDS": "2.5"})
+        events = listener.wait_for(50)
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+        listener.close()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert re.search(r"Aggregated\s+\d+\s+0\(0\.00%\)", run.stdout + run.stderr)
+    assert len(events) >= 50 and {e["endpoint"] for e in events} >= {"/predict"}
