@@ -41,7 +41,9 @@ RUN = f"lt{int(time.time())}"
 ADMIN_TOKEN = os.environ.get("ADMIN_TOKEN", "")
 EXPERIMENT = {"name": os.environ.get("LOAD_EXPERIMENT", "")}
 SEEN: dict[str, str] = {}        # uid -> group first answered (this process)
-CONVERTED: set[str] = set()
+ASKED: set[str] = set()          # uids sent to /predict (answered or not when the run ended)
+CONVERTED: set[str] = set()      # uids whose conversion was sent
+ACCEPTED: set[str] = set()       # ... and answered with 202
 NEW_IDS = itertools.count()
 READY = gevent.event.Event()     # users wait until the run's experiment is running everywhere
 
@@ -86,8 +88,11 @@ def check_results(environment, **_):
           f"{decision.get('winner') or ''} ({decision['message']})")
     report = os.environ.get("LOAD_REPORT")
     if report:  # what this run sent, for comparing with what the database recorded
+        # A request in flight when the run stops may or may not have reached the server, so
+        # what the database holds must lie between what was answered and what was sent.
         Path(report).write_text(json.dumps({
-            "experiment": EXPERIMENT["name"], "distinct_uids": len(SEEN),
+            "experiment": EXPERIMENT["name"], "uids_answered": len(SEEN),
+            "uids_sent": len(ASKED), "conversions_accepted": len(ACCEPTED),
             "conversions_sent": len(CONVERTED), "results": results}))
     best = max(RATES, key=RATES.get)
     if decision["outcome"] == "winner" and decision["winner"] != best:
@@ -113,6 +118,7 @@ class Consumer(FastHttpUser):
         uid = self.pick_uid()
         body = {"uid": uid, "experiment": EXPERIMENT["name"],
                 "features": random.choice(FEATURES)}
+        ASKED.add(uid)
         with self.client.post("/predict", json=body, name="/predict",
                               catch_response=True) as response:
             if response.status_code != 200:
@@ -131,3 +137,5 @@ class Consumer(FastHttpUser):
                     "value": 1, "event_id": f"{uid}-conversion"}) as response:
                 if response.status_code != 202:
                     response.failure(f"status {response.status_code}: {response.text[:200]}")
+                else:
+                    ACCEPTED.add(uid)

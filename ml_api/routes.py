@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request
 
@@ -11,6 +12,7 @@ from .outcomes import parse_feedback
 from .payloads import parse_predict_request
 
 api = Blueprint("api", __name__)
+OPENAPI = (Path(__file__).with_name("openapi.json")).read_bytes()
 
 
 def _services():
@@ -41,6 +43,11 @@ def feedback() -> Response:
     log_fields(experiment=experiment, group=receipt.variant, duplicate=receipt.duplicate)
     return json_response({"status": "duplicate" if receipt.duplicate else "accepted",
                           "experiment": experiment, "group": receipt.variant}, 202)
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    return Response(OPENAPI, content_type="application/json")
 
 
 @api.get("/health")

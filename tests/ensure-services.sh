@@ -40,12 +40,20 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get 
     || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }
 fi
 
+# docker-compose (Debian's, v1) validates docker-compose.yml offline; no engine is needed.
+if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing docker-compose"
+  apt-get install -y -q docker-compose >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q docker-compose >/dev/null 2>&1; }
+fi
+
 status=0
 redis_up || { echo "Redis is not reachable on 127.0.0.1:6379"; status=1; }
 mariadb_up || { echo "MariaDB is not reachable on 127.0.0.1:3306"; status=1; }
 command -v chromium >/dev/null || { echo "chromium is not installed"; status=1; }
+command -v docker-compose >/dev/null || { echo "docker-compose is not installed"; status=1; }
 if [ "$status" -ne 0 ] && [ "${CI:-}" = "true" ]; then
-  echo "CI=true: the integration tests need Redis, MariaDB and Chromium" >&2
+  echo "CI=true: the tests need Redis, MariaDB, Chromium and docker-compose" >&2
   exit 1
 fi
 exit 0
