@@ -65,7 +65,8 @@ def bench_backends(mysql_root: str, redis_url: str):
     try:
         train_demo_models(models)
         settings = Settings(database_url=f"{mysql_root.rstrip('/')}/{name}",
-                            redis_url=redis_url, redis_prefix=prefix, models_dir=models)
+                            redis_url=redis_url, redis_prefix=prefix, models_dir=models,
+                            spool_path=models / "spool.sqlite3", admin_token="bench")
         init_database(settings)
         yield settings
     finally:
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                "WRK_NEW_SHARE": str(args.new_share)}
     with bench_backends(args.mysql_root, args.redis_url) as settings:
         env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.database_url,
-               "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix}
+               "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix,
+               "SPOOL_PATH": str(settings.spool_path), "ADMIN_TOKEN": settings.admin_token}
         if args.gunicorn_threads:
             env["GUNICORN_THREADS"] = str(args.gunicorn_threads)
         full = Gunicorn(env, workers=args.workers, log_path=args.out / "full.log").start()

@@ -22,7 +22,7 @@ from load_test.processes import ROOT, Gunicorn
 from ml_api.event_store import EventStore
 from ml_api.storage import SHARDS
 
-TOKEN = "bench-token"
+TOKEN = "bench"  # bench_backends' admin token
 
 
 CHUNK = 1_000_000
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
                                          ).scalar()
         env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.database_url,
                "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix,
-               "ADMIN_TOKEN": TOKEN}
+               "SPOOL_PATH": str(settings.spool_path), "ADMIN_TOKEN": settings.admin_token}
         with Gunicorn(env, workers=2, log_path=args.out / "results.log") as server:
             recorded = 0
             for size in sizes:

@@ -124,7 +124,10 @@ class Consumer(FastHttpUser):
             if response.status_code != 200:
                 response.failure(f"status {response.status_code}: {response.text[:200]}")
                 return
-            group = response.json()["group"]
+            answer = response.json()
+            group = answer["group"]
+            if not answer["in_experiment"]:
+                return  # not running (yet) on that worker: everyone gets the serving variant
             first = SEEN.setdefault(uid, group)
             if first != group:
                 response.failure(f"uid {uid} moved from {first} to {group}")

@@ -17,7 +17,8 @@ GUNICORN_CONF = ROOT / "ml_api" / "gunicorn_conf.py"
 SERVICE_VARIABLES = {"DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "MODELS_DIR", "BIND",
                      "WEB_CONCURRENCY", "GUNICORN_THREADS", "DEFAULT_EXPERIMENT",
                      "EXPERIMENT_REFRESH_SECONDS", "ADMIN_TOKEN", "PROMETHEUS_MULTIPROC_DIR",
-                     "LOGSTASH_HOST", "LOGSTASH_PORT", "LOGSTASH_PROTOCOL", "LOG_UID"}
+                     "LOGSTASH_HOST", "LOGSTASH_PORT", "LOGSTASH_PROTOCOL", "LOG_UID",
+                     "SPOOL_PATH"}
 
 
 def free_port() -> int:

@@ -61,7 +61,8 @@ def main(argv=None) -> int:
                         "redis://127.0.0.1:6379/0") as settings:
         env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.database_url,
                "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix,
-               "ADMIN_TOKEN": TOKEN, "LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": "9"}
+               "SPOOL_PATH": str(settings.spool_path), "ADMIN_TOKEN": TOKEN,
+               "LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": "9"}
         with Gunicorn(env, workers=args.workers, log_path=args.out / f"locust-{stamp}.log") \
                 as server:
             faults = []

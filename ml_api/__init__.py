@@ -16,6 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .wiring import build_services
 
     settings = settings or Settings.from_env()
+    settings.check()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     services = build_services(settings)

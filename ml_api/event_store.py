@@ -39,6 +39,7 @@ class MetricSums:
 class OutcomeReceipt:
     variant: str
     duplicate: bool
+    queued: bool = False  # spooled locally while the database is down
 
 
 class EventStore:

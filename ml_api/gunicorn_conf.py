@@ -46,10 +46,12 @@ def on_starting(server):
         os.remove(os.path.join(directory, name))
     from ml_api.errors import ModelIntegrityError
     from ml_api.model_registry import verify_all
-    from ml_api.settings import Settings
+    from ml_api.settings import ConfigurationError, Settings
 
     try:
-        verify_all(Settings.from_env().models_dir)
-    except ModelIntegrityError as exc:
+        settings = Settings.from_env()
+        settings.check()
+        verify_all(settings.models_dir)
+    except (ModelIntegrityError, ConfigurationError) as exc:
         print(f"ml_api: refusing to start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, StorageUnavailable
 from .event_store import EventStore, OutcomeReceipt
 from .experiments import ExperimentCatalog
 from .lifecycle import NAME
 from .payloads import parse_experiment_name, parse_uid
+from .spool import Spool
+from .sticky import StickyAssigner
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,26 @@ def parse_feedback(body) -> FeedbackRequest:
 
 
 class OutcomeService:
-    def __init__(self, catalog: ExperimentCatalog, events: EventStore, default_experiment: str):
+    def __init__(self, catalog: ExperimentCatalog, events: EventStore, default_experiment: str,
+                 assigner: StickyAssigner, spool: Spool):
         self._catalog = catalog
         self._events = events
         self._default_experiment = default_experiment
+        self._assigner = assigner
+        self._spool = spool
 
     def record(self, request: FeedbackRequest) -> tuple[str, OutcomeReceipt]:
         experiment = self._catalog.get(request.experiment or self._default_experiment)
-        receipt = self._events.record_outcome(experiment.id, request.uid, request.metric,
-                                              request.value, request.event_id)
+        try:
+            receipt = self._events.record_outcome(experiment.id, request.uid, request.metric,
+                                                  request.value, request.event_id)
+        except StorageUnavailable:
+            # The database is down: accept the outcome into the durable local spool if the
+            # uid's group is known from the caches; otherwise it cannot be checked (503).
+            group = self._assigner.known_group(experiment, request.uid)
+            if group is None:
+                raise
+            self._spool.add_outcome(experiment.id, request.uid, request.metric, request.value,
+                                    request.event_id)
+            receipt = OutcomeReceipt(group, duplicate=False, queued=True)
         return experiment.name, receipt

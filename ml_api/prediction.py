@@ -27,12 +27,14 @@ class PredictionResult:
     prediction: object
     score: float | None
     model_latency_ms: float
+    in_experiment: bool = True  # False: not running, everyone gets the serving variant
 
     def to_dict(self) -> dict:
         return {
             "request_id": self.request_id,
             "experiment": self.experiment,
             "group": self.group,
+            "in_experiment": self.in_experiment,
             "model": {"name": self.model_name, "version": self.model_version},
             "prediction": self.prediction,
             "score": self.score,
@@ -75,6 +77,7 @@ class PredictionService:
             request_id=os.urandom(16).hex(), experiment=experiment.name, group=variant.name,
             model_name=model.spec.name, model_version=model.spec.version,
             prediction=prediction, score=score, model_latency_ms=(done - model_started) * 1000,
+            in_experiment=experiment.is_running,
         )
         if experiment.is_running:
             # Latency per variant for the canary guards and the results page.

@@ -41,8 +41,9 @@ def feedback() -> Response:
                metric=feedback_request.metric, value=feedback_request.value)
     experiment, receipt = _services().outcomes.record(feedback_request)
     log_fields(experiment=experiment, group=receipt.variant, duplicate=receipt.duplicate)
-    return json_response({"status": "duplicate" if receipt.duplicate else "accepted",
-                          "experiment": experiment, "group": receipt.variant}, 202)
+    status = "queued" if receipt.queued else "duplicate" if receipt.duplicate else "accepted"
+    return json_response({"status": status, "experiment": experiment, "group": receipt.variant},
+                         202)
 
 
 @api.get("/openapi.json")
@@ -59,7 +60,11 @@ def health() -> Response:
 def ready() -> Response:
     checks = _services().readiness()
     failing = sorted(name for name, state in checks.items() if state != "ok")
-    if failing:
-        return json_response({"error": "not_ready", "message": f"not ready: {', '.join(failing)}",
+    if "models" in failing:
+        return json_response({"error": "not_ready", "message": "models are not loaded",
                               "checks": checks}, 503)
+    if failing:
+        # Still answering /predict with fallbacks (memory, Redis, the local spool).
+        return json_response({"error": "degraded", "message": "serving with fallbacks; "
+                              f"unavailable: {', '.join(failing)}", "checks": checks}, 503)
     return json_response({"status": "ready", "checks": checks})

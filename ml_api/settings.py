@@ -9,6 +9,10 @@ from typing import Mapping
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+class ConfigurationError(RuntimeError):
+    pass
+
+
 def _default_sqlite_url() -> str:
     return f"sqlite:///{PROJECT_ROOT / 'var' / 'ml_api.sqlite3'}"
 
@@ -33,6 +37,8 @@ class Settings:
     log_uid_salt: str = "ml_api"
     log_queue_max: int = 10_000
     dashboard_public: bool = True
+    spool_path: Path = PROJECT_ROOT / "var" / "spool.sqlite3"
+    environment: str = "production"
 
     @property
     def effective_database_url(self) -> str:
@@ -71,7 +77,20 @@ class Settings:
             log_uid_salt=env.get("LOG_UID_SALT", base.log_uid_salt),
             log_queue_max=int(env.get("LOG_QUEUE_MAX", base.log_queue_max)),
             dashboard_public=env.get("DASHBOARD_PUBLIC", "true").lower() in ("1", "true", "yes"),
+            spool_path=Path(env.get("SPOOL_PATH", base.spool_path)),
+            environment=env.get("ML_API_ENV", base.environment).strip().lower(),
         )
+
+    def check(self) -> None:
+        """Refuse settings that must not reach production."""
+        if not self.admin_token and self.environment != "development":
+            raise ConfigurationError(
+                "ADMIN_TOKEN is not set: set a secret token, or ML_API_ENV=development to run "
+                "with the admin API disabled")
+        if self.log_uid not in ("hashed", "plain", "none"):
+            raise ConfigurationError("LOG_UID must be hashed, plain or none")
+        if self.logstash_protocol not in ("tcp", "udp"):
+            raise ConfigurationError("LOGSTASH_PROTOCOL must be tcp or udp")
 
     def with_overrides(self, **changes) -> "Settings":
         return replace(self, **changes)

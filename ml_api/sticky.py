@@ -20,6 +20,7 @@ from .cache import AssignmentCache, InProcessAssignmentCache
 from .errors import CacheUnavailable, StorageUnavailable
 from .experiments import Experiment
 from .event_store import EventStore
+from .spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,11 @@ _REDIS_MISS = metrics.ASSIGNMENT_CACHE.labels("redis", "miss")
 
 class StickyAssigner:
     def __init__(self, local: InProcessAssignmentCache, shared: AssignmentCache | None,
-                 store: EventStore):
+                 store: EventStore, spool: Spool | None = None):
         self._local = local
         self._shared = shared
         self._store = store
+        self._spool = spool
 
     def assign(self, experiment: Experiment, uid: str) -> str:
         """The variant name of this uid in this (running) experiment."""
@@ -56,6 +58,14 @@ class StickyAssigner:
             provisional = None
         return self._assign_on_miss(experiment, uid, provisional)
 
+    def known_group(self, experiment: Experiment, uid: str) -> str | None:
+        """The uid's group if this process or Redis knows it (no database access)."""
+        known = self._local.get(experiment.id, uid)
+        if known is not None:
+            return known
+        shared = self._shared_get(experiment, uid)
+        return None if shared is None else shared.removesuffix(PROVISIONAL)
+
     def _shared_get(self, experiment: Experiment, uid: str) -> str | None:
         if self._shared is None:
             return None
@@ -75,9 +85,11 @@ class StickyAssigner:
             durable = self._store.record_exposure(experiment.id, uid, candidate,
                                                  experiment.shares)
         except StorageUnavailable as exc:
-            log.error("exposure in %s not recorded, database unavailable: %s",
-                      experiment.name, exc)
-            return self._claim_provisionally(experiment, uid, candidate)
+            log.warning("database unavailable, exposure in %s spooled: %s", experiment.name, exc)
+            claimed = self._claim_provisionally(experiment, uid, candidate)
+            if self._spool is not None:
+                self._spool.add_exposure(experiment.id, uid, claimed, experiment.shares)
+            return claimed
         self._local.put(experiment.id, uid, durable)
         if self._shared is not None:
             try:

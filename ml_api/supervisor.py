@@ -31,7 +31,9 @@ ACTOR = "supervisor"
 
 class ExperimentSupervisor:
     def __init__(self, store: SqlStore, events: EventStore, admin: ExperimentAdmin,
-                 health: VariantHealthRecorder, clock: Callable[[], datetime] = utcnow):
+                 health: VariantHealthRecorder, clock: Callable[[], datetime] = utcnow,
+                 spool=None):
+        self._spool = spool
         self._store = store
         self._events = events
         self._admin = admin
@@ -43,8 +45,12 @@ class ExperimentSupervisor:
     def tick(self) -> list[str]:
         """One pass over the running experiments; returns what was done, for logs and tests."""
         now = self._clock()
-        self._health.flush(self._events, now)
         actions = []
+        if self._spool is not None:
+            replayed = self._spool.replay(self._events)
+            if replayed:
+                actions.append(f"spool: {replayed} records written to the database")
+        self._health.flush(self._events, now)
         for experiment in self._store.load_experiments():
             if not experiment.is_running:
                 continue

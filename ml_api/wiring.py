@@ -15,6 +15,7 @@ from .outcomes import OutcomeService
 from .prediction import PredictionService
 from .settings import Settings
 from .shadow import ShadowRunner
+from .spool import Spool
 from .sticky import StickyAssigner
 from .storage import SqlStore, make_engine, schema_is_current, upgrade_schema
 from .supervisor import ExperimentSupervisor
@@ -43,10 +44,13 @@ class Services:
     health: VariantHealthRecorder
     supervisor: ExperimentSupervisor
     request_events: RequestEvents
+    spool: Spool
 
     def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for each dependency /ready checks."""
         checks = {"models": "ok" if len(self.registry) else "no models loaded"}
+        pending = self.spool.pending()
+        checks["spool"] = "ok" if not pending else f"{pending} records waiting for the database"
         pings = [("database", self.store.ping)]
         if self.cache is not None:
             pings.insert(0, ("cache", self.cache.ping))
@@ -107,8 +111,9 @@ def build_services(settings: Settings) -> Services:
     catalog = ExperimentCatalog(lambda: live_experiments(store, events),
                                 settings.experiment_refresh_seconds)
     catalog.refresh()
+    spool = Spool(settings.spool_path)
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
-                              cache, events)
+                              cache, events, spool)
     shadow, health = ShadowRunner(registry, events), VariantHealthRecorder()
     admin = ExperimentAdmin(store, events, registry, catalog)
     return Services(
@@ -116,10 +121,10 @@ def build_services(settings: Settings) -> Services:
         catalog=catalog,
         prediction=PredictionService(catalog, assigner, registry, settings.default_experiment,
                                      shadow, health),
-        outcomes=OutcomeService(catalog, events, settings.default_experiment),
+        outcomes=OutcomeService(catalog, events, settings.default_experiment, assigner, spool),
         admin=admin, shadow=shadow, health=health,
-        supervisor=ExperimentSupervisor(store, events, admin, health),
-        request_events=build_request_events(settings),
+        supervisor=ExperimentSupervisor(store, events, admin, health, spool=spool),
+        request_events=build_request_events(settings), spool=spool,
     )
 
 

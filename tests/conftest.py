@@ -94,12 +94,12 @@ def redis_client():
 
 
 @pytest.fixture
-def real_settings(models_dir, mysql_url, redis_prefix) -> Settings:
+def real_settings(models_dir, mysql_url, redis_prefix, tmp_path) -> Settings:
     """Settings for the real MariaDB and Redis, initialised with the demo experiment."""
     settings = Settings(database_url=mysql_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
                         models_dir=models_dir, experiment_refresh_seconds=0,
                         supervisor_interval_seconds=0,
-                        admin_token=ADMIN_TOKEN)
+                        admin_token=ADMIN_TOKEN, spool_path=tmp_path / "spool.sqlite3")
     init_database(settings)
     return settings
 
@@ -110,7 +110,7 @@ def embedded_settings(models_dir, tmp_path) -> Settings:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'ml_api.sqlite3'}",
                         models_dir=models_dir, experiment_refresh_seconds=0,
                         supervisor_interval_seconds=0,
-                        admin_token=ADMIN_TOKEN)
+                        admin_token=ADMIN_TOKEN, spool_path=tmp_path / "spool.sqlite3")
     init_database(settings)
     return settings
 

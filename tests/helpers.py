@@ -13,7 +13,7 @@ def settings_env(settings) -> dict[str, str]:
     env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.effective_database_url,
            "EXPERIMENT_REFRESH_SECONDS": str(settings.experiment_refresh_seconds),
            "DEFAULT_EXPERIMENT": settings.default_experiment,
-           "ADMIN_TOKEN": settings.admin_token}
+           "ADMIN_TOKEN": settings.admin_token, "SPOOL_PATH": str(settings.spool_path)}
     if settings.redis_url:
         env.update(REDIS_URL=settings.redis_url, REDIS_PREFIX=settings.redis_prefix)
     return env

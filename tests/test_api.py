@@ -18,8 +18,9 @@ def test_predict_answers_with_the_groups_real_model(client, services):
     response = post(client, {"uid": "alice", "features": FEATURES})
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"request_id", "experiment", "group", "model", "prediction", "score",
-                         "latency_ms"}
+    assert set(body) == {"request_id", "experiment", "group", "in_experiment", "model",
+                         "prediction", "score", "latency_ms"}
+    assert body["in_experiment"] is True
     assert body["experiment"] == "demo" and body["group"] in {"control", "variation"}
     expected_model = {"control": "logreg", "variation": "gboost"}[body["group"]]
     assert body["model"] == {"name": expected_model, "version": "1"}
@@ -67,7 +68,7 @@ def test_health_and_ready(client, any_settings):
     assert client.get("/health").get_json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200
-    expected = {"models": "ok", "database": "ok"}
+    expected = {"models": "ok", "database": "ok", "spool": "ok"}
     if any_settings.redis_url:
         expected["cache"] = "ok"
     assert ready.get_json()["checks"] == expected

@@ -20,7 +20,7 @@ def test_settings_from_env_and_embedded_default():
 
 def test_service_refuses_an_uninitialised_database(models_dir, tmp_path):
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'empty.sqlite3'}",
-                        models_dir=models_dir)
+                        models_dir=models_dir, admin_token="t", spool_path=tmp_path / "s")
     with pytest.raises(SchemaNotInitialised, match="init-db"):
         create_app(settings)
 
@@ -45,3 +45,20 @@ def test_demo_experiment_exists_from_the_first_start(embedded_settings):
     assert demo.is_running
     assert [(v.name, v.model_key, v.weight) for v in demo.variants] == \
         [("control", "logreg@1", 50), ("variation", "gboost@1", 50)]
+
+
+def test_production_refuses_to_start_without_an_admin_token(embedded_settings, tmp_path):
+    from ml_api.settings import ConfigurationError
+    with pytest.raises(ConfigurationError, match="ADMIN_TOKEN"):
+        create_app(embedded_settings.with_overrides(admin_token=""))
+    app = create_app(embedded_settings.with_overrides(admin_token="", environment="development"))
+    assert app.test_client().get("/experiments").status_code == 401  # admin API disabled
+
+
+def test_gunicorn_refuses_to_start_without_an_admin_token(embedded_settings, tmp_path):
+    from tests.helpers import Gunicorn, settings_env
+    env = {**settings_env(embedded_settings), "ADMIN_TOKEN": ""}
+    server = Gunicorn(env, log_path=tmp_path / "g.log")
+    with pytest.raises(RuntimeError, match="exited"):
+        server.start(timeout=20)
+    assert "ADMIN_TOKEN is not set" in (tmp_path / "g.log").read_text()

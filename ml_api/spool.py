@@ -1,0 +1,97 @@
+"""A local, durable spool for records the database could not take: first exposures and
+outcomes accepted while MySQL is down are written here (fsync'd SQLite, shared by the
+workers of one host) and replayed when it returns. Replays are idempotent: exposures are
+insert-or-get, and every spooled outcome carries an event id.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+
+from .errors import StorageUnavailable, UnknownAssignment
+from .event_store import EventStore
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spooled (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,            -- 'exposure' or 'outcome'
+    payload TEXT NOT NULL          -- JSON arguments of the EventStore call
+)
+"""
+
+
+class Spool:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._replay_lock = threading.Lock()
+        with self._connection() as conn:
+            conn.execute(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a 202 must survive a crash
+            self._local.conn = conn
+        return conn
+
+    def _add(self, kind: str, payload: dict) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO spooled (kind, payload) VALUES (?, ?)",
+                     (kind, json.dumps(payload)))
+        conn.execute("COMMIT")
+
+    def add_exposure(self, experiment_id: int, uid: str, variant: str,
+                     shares: dict[str, float]) -> None:
+        self._add("exposure", {"experiment_id": experiment_id, "uid": uid, "variant": variant,
+                               "shares": shares})
+
+    def add_outcome(self, experiment_id: int, uid: str, metric: str, value: float,
+                    event_id: str | None) -> str:
+        """Spool an outcome; returns the event id it will be replayed with."""
+        event_id = event_id or f"spool-{uuid.uuid4().hex}"
+        self._add("outcome", {"experiment_id": experiment_id, "uid": uid, "metric": metric,
+                              "value": value, "event_id": event_id})
+        return event_id
+
+    def pending(self) -> int:
+        return self._connection().execute("SELECT COUNT(*) FROM spooled").fetchone()[0]
+
+    def replay(self, events: EventStore, batch: int = 500) -> int:
+        """Write spooled records to the database, oldest first; returns how many were done.
+        Stops at the first database error (the rest waits for the next call)."""
+        if not self._replay_lock.acquire(blocking=False):
+            return 0
+        done = 0
+        try:
+            conn = self._connection()
+            rows = conn.execute("SELECT id, kind, payload FROM spooled ORDER BY id LIMIT ?",
+                                (batch,)).fetchall()
+            for row_id, kind, payload in rows:
+                args = json.loads(payload)
+                try:
+                    if kind == "exposure":
+                        events.record_exposure(**args)
+                    else:
+                        events.record_outcome(**args)
+                except UnknownAssignment:
+                    log.warning("spooled outcome for an unassigned uid dropped: %s", args)
+                except StorageUnavailable:
+                    break
+                # Another host's worker may replay the same file only if it shares the path;
+                # deleting by id keeps each record replayed once per spool.
+                conn.execute("DELETE FROM spooled WHERE id = ?", (row_id,))
+                done += 1
+        finally:
+            self._replay_lock.release()
+        return done
