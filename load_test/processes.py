@@ -27,9 +27,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ready(url: str) -> bool:
+def _ready(url: str, path: str = "/ready") -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/ready", timeout=1) as response:
+        with urllib.request.urlopen(f"{url}{path}", timeout=1) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -49,7 +49,9 @@ class Gunicorn:
         self._app = app
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30) -> "Gunicorn":
+    def start(self, timeout: float = 30, wait_for: str = "/ready") -> "Gunicorn":
+        """Start, and wait until wait_for answers 200 (/health when a backend is meant to be
+        down)."""
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
         self.proc = subprocess.Popen(command + ([self._app] if self._app else []), cwd=ROOT,
@@ -58,7 +60,7 @@ class Gunicorn:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.proc.returncode}")
-            if _ready(self.url):
+            if _ready(self.url, wait_for):
                 return self
             time.sleep(0.1)
         self.stop()
@@ -78,7 +80,7 @@ class Gunicorn:
                 self.proc.wait()
 
     def __enter__(self) -> "Gunicorn":
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
