@@ -57,8 +57,10 @@ def bench_backends(mysql_root: str, redis_url: str):
     creds, hostport = host_part.rsplit("@", 1)
     user, _, password = creds.partition(":")
     host, _, port = hostport.strip("/").partition(":")
-    admin = pymysql.connect(host=host, port=int(port or 3306), user=user, password=password)
-    with admin.cursor() as cur:
+    def admin():
+        return pymysql.connect(host=host, port=int(port or 3306), user=user, password=password)
+
+    with admin() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     prefix = f"ml_api_bench:{uuid.uuid4().hex[:10]}:"
     models = Path(tempfile.mkdtemp(prefix="ml_api_bench_models_"))
@@ -70,9 +72,8 @@ def bench_backends(mysql_root: str, redis_url: str):
         init_database(settings)
         yield settings
     finally:
-        with admin.cursor() as cur:
+        with admin() as conn, conn.cursor() as cur:  # a new connection: MariaDB may have restarted
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}*", count=5000))
         for i in range(0, len(keys), 5000):

@@ -1,6 +1,5 @@
 """The built-in results page, rendered by real headless Chromium, shows the results API's numbers."""
 import html.parser
-import os
 import shutil
 import subprocess
 
