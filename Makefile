@@ -36,8 +36,11 @@ services:
 test: $(VENV)/.test-deps services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# /predict against a bare endpoint, worker scaling, then results cost from 10^4 to 10^7
+# exposures (about 10 minutes in all).
 bench: $(VENV)/.test-deps services
 	$(BIN)/python -m load_test.bench $(BENCH_ARGS)
+	$(BIN)/python -m load_test.bench_results
 
 clean:
 	rm -rf $(VENV) var bench-results test-output

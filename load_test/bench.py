@@ -133,6 +133,9 @@ def print_table(summary: dict) -> None:
     ratios = summary["ratios"]
     print(f"\nfull/bare throughput {ratios['throughput']:.2f}x, "
           f"p99 {ratios['p99']:.2f}x  ({summary['config']})")
+    for row in summary["scaling"]:
+        print(f"full path, {row['workers']} worker(s): {row['rps']:.0f} req/s, "
+              f"p99 {row['p99_ms']:.2f} ms, {row['failures']} failures")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         "BENCH_MYSQL_ROOT", "mysql+pymysql://root:@127.0.0.1:3306"))
     parser.add_argument("--redis-url", default=os.environ.get(
         "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--sweep", default="1,2,4",
+                        help="worker counts for the full path's scaling run ('' to skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
 
@@ -185,6 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             full.stop()
             bare.stop()
+        scaling = []
+        for workers in [int(w) for w in args.sweep.split(",") if w]:
+            with Gunicorn(env, workers=workers, log_path=args.out / "sweep.log") as server:
+                run_wrk(wrk, server.url, 2, args.connections, args.threads, wrk_env)
+                result = run_wrk(wrk, server.url, args.duration, args.connections, args.threads,
+                                 wrk_env)
+            scaling.append({"workers": workers, "rps": round(result["rps"], 1),
+                            "p99_ms": round(result["p99_us"] / 1000, 2),
+                            "failures": result["failures"]})
 
     labels = {"bare": "bare Flask + same models", "full": "POST /predict (full A/B path)"}
     targets = {}
@@ -200,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": targets,
         "ratios": {"throughput": round(full_s["rps"] / bare_s["rps"], 3),
                    "p99": round(full_s["p99_ms"] / bare_s["p99_ms"], 3)},
+        "scaling": scaling,
     }
     path = args.out / f"predict-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")

@@ -67,7 +67,8 @@ def rebuild_counters(engine, events: EventStore, experiment_id: int) -> None:
         for variant, s in sums.items():
             for shard in range(SHARDS):
                 conn.execute(text(
-                    "INSERT INTO variant_metrics VALUES (:e, :v, 'conversion', :s, :u, :n, :t, :q)"),
+                    "INSERT INTO variant_metrics "
+                    "VALUES (:e, :v, 'conversion', :s, :u, :n, :t, :q)"),
                     {"e": experiment_id, "v": variant, "s": shard,
                      "u": s.users if shard == 0 else 0, "n": s.events if shard == 0 else 0,
                      "t": s.total if shard == 0 else 0, "q": s.total_sq if shard == 0 else 0})

@@ -27,7 +27,7 @@ def _logistic(model: LogisticRegression, scaler: StandardScaler | None) -> Proba
     if model.coef_.shape[0] != 1 or len(model.classes_) != 2:
         return None
     coef, intercept = model.coef_[0].copy(), float(model.intercept_[0])
-    if scaler is not None:  # fold the scaling into the weights: ((x - m) / s) . w = x . w/s - m . w/s
+    if scaler is not None:  # fold the scaling into the weights: ((x-m)/s).w = x.(w/s) - m.(w/s)
         mean = scaler.mean_ if scaler.with_mean else np.zeros_like(coef)
         scale = scaler.scale_ if scaler.with_std else np.ones_like(coef)
         coef = coef / scale

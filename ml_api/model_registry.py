@@ -53,7 +53,8 @@ def sha256_of(data: bytes) -> str:
 def read_manifest(models_dir: Path) -> list[ModelSpec]:
     manifest = Path(models_dir) / MANIFEST_NAME
     if not manifest.is_file():
-        raise ModelIntegrityError(f"no model manifest at {manifest}; train or register a model first")
+        raise ModelIntegrityError(
+            f"no model manifest at {manifest}; train or register a model first")
     try:
         entries = json.loads(manifest.read_text())["models"]
         return [

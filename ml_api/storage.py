@@ -253,7 +253,7 @@ class SqlStore:
     # --- model registry --------------------------------------------------------------------
 
     def sync_models(self, specs: Iterable[ModelSpec]) -> None:
-        """Record every manifest entry in model_versions (new ones inserted, changed ones updated)."""
+        """Record every manifest entry in model_versions (insert new ones, update changed ones)."""
         table = ModelVersion.__table__
         with translated("registering models"), self.engine.begin() as conn:
             known = {(r.name, r.version): r.id for r in conn.execute(

@@ -34,6 +34,18 @@ def _unavailable(what: str, exc: Exception):
     pytest.skip(message)
 
 
+def require_tool(command: str, package: str) -> str:
+    """The tool's path; skipped without it, or a failure under CI=true."""
+    import shutil
+    path = shutil.which(command)
+    if not path:
+        message = f"{command} is not installed (Debian package {package})"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("models")

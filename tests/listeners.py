@@ -7,7 +7,20 @@ import threading
 import time
 
 
-class TcpJsonLinesListener:
+class _Collecting:
+    events: list[dict]
+
+    def wait_for(self, count: int, timeout: float = 20) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.events) < count:
+            time.sleep(0.05)
+        return list(self.events)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class TcpJsonLinesListener(_Collecting):
     """Accepts connections and collects newline-delimited JSON, like Logstash's json_lines."""
 
     def __init__(self):
@@ -36,17 +49,8 @@ class TcpJsonLinesListener:
                 with self._lock:
                     self.events.extend(json.loads(line) for line in lines if line.strip())
 
-    def wait_for(self, count: int, timeout: float = 20) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.events) < count:
-            time.sleep(0.05)
-        return list(self.events)
 
-    def close(self) -> None:
-        self.sock.close()
-
-
-class UdpJsonListener:
+class UdpJsonListener(_Collecting):
     """Collects one JSON event per datagram, like Logstash's udp input with the json codec."""
 
     def __init__(self):
@@ -63,15 +67,6 @@ class UdpJsonListener:
             except OSError:
                 return
             self.events.extend(json.loads(line) for line in data.split(b"\n") if line.strip())
-
-    def wait_for(self, count: int, timeout: float = 20) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.events) < count:
-            time.sleep(0.05)
-        return list(self.events)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class StalledListener:

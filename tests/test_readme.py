@@ -13,7 +13,8 @@ def bash_blocks() -> list[str]:
 
 
 def test_quickstart_curl_gets_a_real_prediction(embedded_settings, tmp_path):
-    curl = next(block for block in bash_blocks() if block.startswith("curl") and "/predict" in block)
+    curl = next(block for block in bash_blocks()
+                if block.startswith("curl") and "/predict" in block)
     assert "http://127.0.0.1:5000/predict" in curl
     with Gunicorn(settings_env(embedded_settings), log_path=tmp_path / "g.log") as server:
         command = curl.replace("http://127.0.0.1:5000", server.url)

@@ -3,7 +3,6 @@ files that exist, names and ports that agree, and the stack's processes run nati
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import requests
 import yaml
 
 from load_test.processes import GUNICORN_CONF, ROOT, free_port
-from tests.conftest import IN_CI
+from tests.conftest import require_tool
 from tests.listeners import TcpJsonLinesListener
 
 API_ENV = dict(line.split("=", 1) for line in (ROOT / "api.env").read_text().splitlines()
@@ -37,13 +36,7 @@ def mounts(service: dict) -> dict[str, str]:
 
 
 def compose_binary() -> str:
-    path = shutil.which("docker-compose")
-    if not path:
-        message = "docker-compose is not installed (Debian package docker-compose)"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return path
+    return require_tool("docker-compose", "docker-compose")
 
 
 def compose(*args, token="a-secret-of-the-test"):
