@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import InvalidRequest, StorageUnavailable
+from .errors import InvalidRequest, StorageUnavailable, UnknownAssignment
 from .event_store import EventStore, OutcomeReceipt
 from .experiments import ExperimentCatalog
 from .lifecycle import NAME
@@ -60,6 +60,15 @@ class OutcomeService:
         try:
             receipt = self._events.record_outcome(experiment.id, request.uid, request.metric,
                                                   request.value, request.event_id)
+        except UnknownAssignment:
+            # Assigned during a database outage, its exposure may still wait in the spool:
+            # then the outcome queues behind it (the spool replays in order).
+            group = self._assigner.known_group(experiment, request.uid)
+            if group is None or not self._spool.pending():
+                raise
+            self._spool.add_outcome(experiment.id, request.uid, request.metric, request.value,
+                                    request.event_id)
+            receipt = OutcomeReceipt(group, duplicate=False, queued=True)
         except StorageUnavailable:
             # The database is down: accept the outcome into the durable local spool if the
             # uid's group is known from the caches; otherwise it cannot be checked (503).
