@@ -38,7 +38,7 @@ class Settings:
     log_queue_max: int = 10_000
     dashboard_public: bool = True
     spool_path: Path = PROJECT_ROOT / "var" / "spool.sqlite3"
-    environment: str = "production"
+    ml_api_env: str = "production"
 
     @property
     def effective_database_url(self) -> str:
@@ -78,12 +78,12 @@ class Settings:
             log_queue_max=int(env.get("LOG_QUEUE_MAX", base.log_queue_max)),
             dashboard_public=env.get("DASHBOARD_PUBLIC", "true").lower() in ("1", "true", "yes"),
             spool_path=Path(env.get("SPOOL_PATH", base.spool_path)),
-            environment=env.get("ML_API_ENV", base.environment).strip().lower(),
+            ml_api_env=env.get("ML_API_ENV", base.ml_api_env).strip().lower(),
         )
 
     def check(self) -> None:
         """Refuse settings that must not reach production."""
-        if not self.admin_token and self.environment != "development":
+        if not self.admin_token and self.ml_api_env != "development":
             raise ConfigurationError(
                 "ADMIN_TOKEN is not set: set a secret token, or ML_API_ENV=development to run "
                 "with the admin API disabled")

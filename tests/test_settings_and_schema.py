@@ -51,7 +51,7 @@ def test_production_refuses_to_start_without_an_admin_token(embedded_settings, t
     from ml_api.settings import ConfigurationError
     with pytest.raises(ConfigurationError, match="ADMIN_TOKEN"):
         create_app(embedded_settings.with_overrides(admin_token=""))
-    app = create_app(embedded_settings.with_overrides(admin_token="", environment="development"))
+    app = create_app(embedded_settings.with_overrides(admin_token="", ml_api_env="development"))
     assert app.test_client().get("/experiments").status_code == 401  # admin API disabled
 
 
