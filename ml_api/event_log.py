@@ -167,9 +167,6 @@ class EventShipper:
                     backoff = min(backoff * 2, self._backoff_max)
                     break
 
-    def pending(self) -> int:
-        return len(self._queue)
-
     def flush(self, timeout: float = 10) -> bool:
         """Wait until the queue is empty (tests, shutdown); False on timeout."""
         deadline = time.monotonic() + timeout

@@ -158,7 +158,3 @@ class ExperimentCatalog:
             self._rechecked.clear()
         self._rechecked[name] = now
         return True
-
-    def all(self) -> list[Experiment]:
-        self._maybe_refresh()
-        return list(self._by_name.values())
