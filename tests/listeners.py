@@ -20,16 +20,14 @@ class _Collecting:
         self.sock.close()
 
 
-class TcpJsonLinesListener(_Collecting):
-    """Accepts connections and collects newline-delimited JSON, like Logstash's json_lines."""
+class _TcpServer:
+    """Listens on a free loopback port and hands every accepted connection to _on_connection."""
 
     def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
-        self.events: list[dict] = []
-        self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -38,7 +36,22 @@ class TcpJsonLinesListener(_Collecting):
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+            self._on_connection(conn)
+
+    def _on_connection(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class TcpJsonLinesListener(_TcpServer, _Collecting):
+    """Accepts connections and collects newline-delimited JSON, like Logstash's json_lines."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def _on_connection(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def _read(self, conn: socket.socket) -> None:
         buffer = b""
@@ -69,25 +82,16 @@ class UdpJsonListener(_Collecting):
             self.events.extend(json.loads(line) for line in data.split(b"\n") if line.strip())
 
 
-class StalledListener:
+class StalledListener(_TcpServer):
     """Accepts TCP connections and never reads from them."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            self.held.append(conn)
+    def _on_connection(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.held.append(conn)
 
     def close(self) -> None:
         for conn in self.held:
