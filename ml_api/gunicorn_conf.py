@@ -52,6 +52,10 @@ def on_starting(server):
         settings = Settings.from_env()
         settings.check()
         verify_all(settings.models_dir)
+        # Create the spool here, once, before the workers fork: workers that boot together
+        # would otherwise race to create it and switch it to WAL.
+        from ml_api.spool import Spool
+        Spool(settings.spool_path)
     except (ModelIntegrityError, ConfigurationError) as exc:
         print(f"ml_api: refusing to start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

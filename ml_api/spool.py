@@ -9,6 +9,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,19 @@ CREATE TABLE IF NOT EXISTS spooled (
 """
 
 
+def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch to WAL. Changing the journal mode ignores the busy timeout, so workers that boot
+    together (and open a new spool at once) retry instead of failing to start."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 class Spool:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -39,7 +53,7 @@ class Spool:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")  # a 202 must survive a crash
             self._local.conn = conn
         return conn
