@@ -1,8 +1,9 @@
 """Structured request and metric events, shipped to Logstash off the request path.
 
-The request thread only appends to a bounded in-memory queue (O(1), never blocks); one
-daemon thread per process sends batches with python-logstash-async's transports (TCP JSON
-lines, or UDP datagrams) under a socket timeout, reconnecting with backoff. When the queue
+Requests append their events to a bounded queue (see observability.py); one daemon thread
+per process wakes every 0.2 s (or when a batch is full), runs its wake hooks, and sends
+batches with python-logstash-async's transports (TCP JSON lines, or UDP datagrams) under a
+socket timeout, reconnecting with backoff. When the queue
 is full (Logstash down, unreachable or stalled) the oldest events are dropped and counted
 (`ml_api_log_events_dropped_total`). Without LOGSTASH_HOST, events go to stdout as JSON lines
 through the same queue.
@@ -16,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from datetime import datetime, timezone
 
 import orjson
@@ -84,12 +86,26 @@ def logstash_transport(host: str, port: int, protocol: str, timeout: float):
                         keyfile=None, certfile=None, ca_certs=None, timeout=timeout)
 
 
+_SHIPPERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _forget_threads_after_fork() -> None:
+    for shipper in list(_SHIPPERS):
+        shipper._thread = None  # threads do not survive a fork; the child starts its own
+
+
+os.register_at_fork(after_in_child=_forget_threads_after_fork)
+
+
 class EventShipper:
     def __init__(self, transport, max_queue: int = 10_000, batch_size: int = 200,
-                 backoff_max: float = 5.0, on_tick=None, tick_seconds: float = 10.0):
+                 backoff_max: float = 5.0, on_tick=None, tick_seconds: float = 10.0,
+                 wake_seconds: float = 0.2):
         self.transport = transport
         self._on_tick = on_tick
         self._tick_seconds = tick_seconds
+        self._wake_seconds = wake_seconds
+        self._wake_hooks: list = []
         self._queue: collections.deque[bytes] = collections.deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
@@ -97,36 +113,56 @@ class EventShipper:
         self._wakeup = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = None
         self.sent = 0
         self.dropped = 0
+        _SHIPPERS.add(self)
+
+    def add_wake_hook(self, hook) -> None:
+        """hook() runs on the shipper's thread at every wake-up, before it sends."""
+        self._wake_hooks.append(hook)
 
     def emit(self, event: dict) -> None:
         """Queue one event; never blocks, never raises."""
-        try:
-            line = orjson.dumps(event) + b"\n"
-        except TypeError:
-            line = orjson.dumps({k: str(v) for k, v in event.items()}) + b"\n"
+        self.emit_many([event])
+
+    def emit_many(self, events: list[dict]) -> None:
+        """Queue events (one lock for the lot); never blocks, never raises."""
+        lines = []
+        for event in events:
+            try:
+                lines.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+            except TypeError:
+                lines.append(orjson.dumps({k: str(v) for k, v in event.items()},
+                                          option=orjson.OPT_APPEND_NEWLINE))
         with self._lock:
-            if len(self._queue) >= self._max_queue:
-                self._queue.popleft()
-                self.dropped += 1
-                metrics.LOG_EVENTS_DROPPED.inc()
-            self._queue.append(line)
+            overflow = len(self._queue) + len(lines) - self._max_queue
+            if overflow > 0:  # the oldest go first, these included if there are too many
+                for _ in range(min(overflow, len(self._queue))):
+                    self._queue.popleft()
+                lines = lines[-self._max_queue:]
+                self.dropped += overflow
+                metrics.LOG_EVENTS_DROPPED.inc(overflow)
+            self._queue.extend(lines)
             full_batch = len(self._queue) >= self._batch_size
-        self._ensure_thread()
-        if full_batch:  # otherwise the shipper's next 0.2 s tick takes it: batching is cheap
+        self.ensure_running()
+        if full_batch:  # otherwise the shipper's next wake-up takes it: batching is cheap
             self._wakeup.set()
 
-    def _ensure_thread(self) -> None:
-        # Started lazily, in the process that emits: a thread does not survive a fork.
-        if self._thread is None or self._pid != os.getpid():
+    def ensure_running(self) -> None:
+        """Start the thread, lazily, in the process that uses it (cheap when it runs)."""
+        if self._thread is None:
             with self._lock:
-                if self._thread is None or self._pid != os.getpid():
-                    self._pid = os.getpid()
+                if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="event-shipper",
                                                     daemon=True)
                     self._thread.start()
+
+    def _run_wake_hooks(self) -> None:
+        for hook in self._wake_hooks:
+            try:
+                hook()
+            except Exception:  # a broken hook must not stop the shipping of events
+                log.exception("event shipper wake hook failed")
 
     def _take_batch(self) -> list[bytes]:
         with self._lock:
@@ -147,8 +183,9 @@ class EventShipper:
         backoff = 0.1
         next_tick = time.monotonic() + self._tick_seconds
         while True:
-            self._wakeup.wait(timeout=0.2)
+            self._wakeup.wait(timeout=self._wake_seconds)
             self._wakeup.clear()
+            self._run_wake_hooks()
             if self._on_tick and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self._tick_seconds
                 self._on_tick()
@@ -168,12 +205,17 @@ class EventShipper:
                     break
 
     def flush(self, timeout: float = 10) -> bool:
-        """Wait until the queue is empty (tests, shutdown); False on timeout."""
+        """Run the wake hooks here, then wait until the queue is empty (tests, shutdown);
+        False on timeout."""
+        self._run_wake_hooks()
         deadline = time.monotonic() + timeout
         while self._queue and time.monotonic() < deadline:
             self._wakeup.set()
             time.sleep(0.01)
         return not self._queue
+
+
+UID_HASH_CACHE = 100_000  # uids whose hash a process remembers
 
 
 class RequestEvents:
@@ -187,19 +229,44 @@ class RequestEvents:
         self._latencies: dict[str, list[float]] = {}
         self._errors: dict[str, int] = {}
         self._window_started = time.monotonic()
+        self._uid_hashes: dict[str, dict] = {}
 
-    def request(self, *, endpoint: str, status: int, latency_ms: float, fields: dict) -> None:
-        event = {"@timestamp": utc_timestamp(), "event_type": "request", "service": "ml_api",
-                 "endpoint": endpoint, "status": status, "latency_ms": round(latency_ms, 3)}
-        uid = fields.pop("uid", None)
-        if uid is not None:
-            event.update(uid_field(uid, self._uid_mode, self._uid_salt))
-        event.update({k: v for k, v in fields.items() if v is not None})
-        self.shipper.emit(event)
+    def request(self, *, endpoint: str, status: int, latency_ms: float, fields: dict,
+                at: float | None = None) -> None:
+        """One request event; `at` is the request's time.time() (default: now)."""
+        self.requests([(time.time() if at is None else at, endpoint, status, latency_ms,
+                        fields)])
+
+    def requests(self, records: list[tuple[float, str, int, float, dict]]) -> None:
+        """Request events for (time.time(), endpoint, status, latency_ms, fields) records."""
+        events = []
+        for at, endpoint, status, latency_ms, fields in records:
+            uid = fields.pop("uid", None)
+            event = {"@timestamp": utc_timestamp(at), "event_type": "request",
+                     "service": "ml_api", "endpoint": endpoint, "status": status,
+                     "latency_ms": round(latency_ms, 3), **fields}
+            if uid is not None:
+                event.update(self._uid_field(uid))
+            if None in event.values():
+                event = {k: v for k, v in event.items() if v is not None}
+            events.append(event)
+        self.shipper.emit_many(events)
         with self._lock:
-            self._latencies.setdefault(endpoint, []).append(latency_ms)
-            if status >= 500:
-                self._errors[endpoint] = self._errors.get(endpoint, 0) + 1
+            for _, endpoint, status, latency_ms, _ in records:
+                self._latencies.setdefault(endpoint, []).append(latency_ms)
+                if status >= 500:
+                    self._errors[endpoint] = self._errors.get(endpoint, 0) + 1
+
+    def _uid_field(self, uid: str) -> dict:
+        if self._uid_mode != "hashed":
+            return uid_field(uid, self._uid_mode, self._uid_salt)
+        # Returning uids come back often: their keyed hash is remembered (bounded).
+        cached = self._uid_hashes.get(uid)
+        if cached is None:
+            if len(self._uid_hashes) >= UID_HASH_CACHE:
+                self._uid_hashes.clear()
+            cached = self._uid_hashes[uid] = uid_field(uid, "hashed", self._uid_salt)
+        return cached
 
     def emit_metrics(self) -> None:
         """One metric event per endpoint for the window since the last call."""

@@ -1,10 +1,13 @@
 """Per-variant request health (requests, errors, latency histogram) for canary guards.
 
 Each worker counts in memory and flushes to the database per minute window; the canary
-supervisor reads the windows since its current step began, merged across workers.
+supervisor reads the windows since its current step began, merged across workers. A request
+only appends to a deque (atomic under the GIL: no lock for a worker's threads to contend
+for); flush() counts what has accumulated.
 """
 from __future__ import annotations
 
+import collections
 import threading
 from bisect import bisect_left
 from datetime import datetime
@@ -37,18 +40,27 @@ def percentile_upper_bound(buckets: dict[str, int], q: float) -> float | None:
 class VariantHealthRecorder:
     def __init__(self):
         self._lock = threading.Lock()
-        self._pending: dict[tuple[int, str], dict] = {}
+        self._recorded: collections.deque[tuple[int, str, float, bool]] = collections.deque()
+        self._pending: dict[tuple[int, str], dict] = {}  # counted, not yet written
 
     def record(self, experiment_id: int, variant: str, latency_ms: float, error: bool) -> None:
+        self._recorded.append((experiment_id, variant, latency_ms, error))
+        if len(self._recorded) > 50_000:  # nobody flushing (supervisor off): stay bounded
+            self._count_recorded()
+
+    def _count_recorded(self) -> None:
         with self._lock:
-            entry = self._pending.setdefault((experiment_id, variant),
-                                             {"requests": 0, "errors": 0, "buckets": {}})
-            entry["requests"] += 1
-            entry["errors"] += int(error)
-            label = bucket_label(latency_ms)
-            entry["buckets"][label] = entry["buckets"].get(label, 0) + 1
+            for _ in range(len(self._recorded)):  # requests append meanwhile, never remove
+                experiment_id, variant, latency_ms, error = self._recorded.popleft()
+                entry = self._pending.setdefault((experiment_id, variant),
+                                                 {"requests": 0, "errors": 0, "buckets": {}})
+                entry["requests"] += 1
+                entry["errors"] += int(error)
+                label = bucket_label(latency_ms)
+                entry["buckets"][label] = entry["buckets"].get(label, 0) + 1
 
     def flush(self, events: EventStore, now: datetime) -> None:
+        self._count_recorded()
         with self._lock:
             pending, self._pending = self._pending, {}
         window = now.replace(second=0, microsecond=0)

@@ -14,11 +14,8 @@ from .observability import note_error
 log = logging.getLogger(__name__)
 
 
-JSON_HEADERS = (("Content-Type", "application/json"),)
-
-
 def json_response(body: dict, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, headers=JSON_HEADERS)
+    return Response(orjson.dumps(body), status=status, content_type="application/json")
 
 
 def read_json_body(request: Request):

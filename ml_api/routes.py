@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, request
 
 from .jsonio import json_response, read_json_body
-from .observability import log_fields
+from .observability import event_fields, log_fields
 from .outcomes import parse_feedback
 from .payloads import parse_predict_request
 
@@ -23,12 +23,13 @@ def _services():
 def predict() -> Response:
     started = time.perf_counter()
     predict_request = parse_predict_request(read_json_body(request))
-    log_fields(uid=predict_request.uid, experiment=predict_request.experiment)
+    fields = event_fields()
+    fields["uid"] = predict_request.uid
+    fields["experiment"] = predict_request.experiment
     result = _services().prediction.predict(predict_request)
-    log_fields(request_id=result.request_id, experiment=result.experiment, group=result.group,
-               model_name=result.model_name, model_version=result.model_version,
-               model_key=f"{result.model_name}@{result.model_version}",
-               model_latency_ms=round(result.model_latency_ms, 3))
+    fields.update(request_id=result.request_id, experiment=result.experiment, group=result.group,
+                  model_name=result.model_name, model_version=result.model_version,
+                  model_latency_ms=round(result.model_latency_ms, 3))
     body = result.to_dict()
     body["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return json_response(body)

@@ -25,10 +25,10 @@ from .spool import Spool
 log = logging.getLogger(__name__)
 
 PROVISIONAL = "*"  # suffix of a Redis value not yet confirmed by the database
-_MEMORY_HIT = metrics.ASSIGNMENT_CACHE.labels("memory", "hit")
-_MEMORY_MISS = metrics.ASSIGNMENT_CACHE.labels("memory", "miss")
-_REDIS_HIT = metrics.ASSIGNMENT_CACHE.labels("redis", "hit")
-_REDIS_MISS = metrics.ASSIGNMENT_CACHE.labels("redis", "miss")
+_MEMORY_HIT, _MEMORY_MISS, _REDIS_HIT, _REDIS_MISS = (
+    metrics.DeferredCounter(metrics.ASSIGNMENT_CACHE.labels(tier, result))
+    for tier, result in [("memory", "hit"), ("memory", "miss"), ("redis", "hit"),
+                         ("redis", "miss")])
 
 
 class StickyAssigner:

@@ -118,6 +118,7 @@ def emitted(embedded_settings):
     client.post("/predict", json={"uid": "u", "features": FEATURES})
     client.post("/feedback", json={"uid": "u", "event_id": "e1"})
     client.post("/predict", json={"uid": "u", "features": [1]})
+    assert events.shipper.flush()  # the requests' events (and their latency window)
     events.emit_metrics()
     assert events.shipper.flush()
     return sent

@@ -101,9 +101,11 @@ def test_metrics_add_up_across_two_workers(real_settings, tmp_path):
         outcomes = drive(server.url, 150, threads=8)
         for _ in range(7):
             requests.post(f"{server.url}/predict", json={"uid": "bad"})  # 400
-        pids = set()
+        # Each worker publishes its requests' metrics within one wake-up of its shipper
+        # thread (50 ms); give the worker that does not answer /metrics a moment.
+        time.sleep(0.5)
         text = requests.get(f"{server.url}/metrics").text
-        pids.update(server.worker_pids())
+        pids = set(server.worker_pids())
     assert len(pids) == 2
     families = {f.name: f for f in text_string_to_metric_families(text)}
     requests_total = {tuple(sorted(s.labels.items())): s.value
