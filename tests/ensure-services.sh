@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local Redis and MariaDB when they are installed but stopped, and installs Debian's
-# chromium when missing. With CI=true anything missing is an error; otherwise the tests that
-# need it skip themselves.
+# chromium, docker-compose and wrk when missing. With CI=true anything missing is an error;
+# otherwise the tests that need it skip themselves.
 set -u
 
 redis_up() { python3 - <<'PY'
@@ -47,13 +47,21 @@ if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v ap
     || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q docker-compose >/dev/null 2>&1; }
 fi
 
+# wrk drives the benchmark (its smoke test runs in the suite).
+if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing wrk"
+  apt-get install -y -q wrk >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; }
+fi
+
 status=0
 redis_up || { echo "Redis is not reachable on 127.0.0.1:6379"; status=1; }
 mariadb_up || { echo "MariaDB is not reachable on 127.0.0.1:3306"; status=1; }
 command -v chromium >/dev/null || { echo "chromium is not installed"; status=1; }
 command -v docker-compose >/dev/null || { echo "docker-compose is not installed"; status=1; }
+command -v wrk >/dev/null || { echo "wrk is not installed"; status=1; }
 if [ "$status" -ne 0 ] && [ "${CI:-}" = "true" ]; then
-  echo "CI=true: the tests need Redis, MariaDB, Chromium and docker-compose" >&2
+  echo "CI=true: the tests need Redis, MariaDB, Chromium, docker-compose and wrk" >&2
   exit 1
 fi
 exit 0

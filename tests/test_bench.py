@@ -1,0 +1,45 @@
+"""The benchmark command runs end to end (a short run): gunicorn on the real Redis and MariaDB,
+wrk against the full path and the bare endpoint, the JSON summary, and its own cleanup."""
+import json
+
+import pymysql
+from load_test import bench
+from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, REDIS_URL, \
+    require_tool
+
+
+def test_paired_ratios_take_the_median_of_each_rounds_ratio():
+    bare = [{"rps": 100, "p99_us": 10}, {"rps": 200, "p99_us": 10}, {"rps": 100, "p99_us": 20}]
+    full = [{"rps": 90, "p99_us": 12}, {"rps": 100, "p99_us": 30}, {"rps": 95, "p99_us": 20}]
+    ratios = bench.paired_ratios(bare, full)
+    assert ratios["throughput"] == 0.9  # of 0.9, 0.5 and 0.95
+    assert ratios["p99"] == 1.2  # of 1.2, 3.0 and 1.0
+    assert len(ratios["per_round"]) == 3
+
+
+def bench_databases() -> set[str]:
+    with pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER,
+                         password=MYSQL_PASSWORD) as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE 'ml\\_api\\_bench\\_%'")
+        return {row[0] for row in cur.fetchall()}
+
+
+def test_bench_writes_its_summary_and_cleans_up(mysql_server, redis_prefix, tmp_path):
+    require_tool("wrk", "wrk")
+    before = bench_databases()
+    mysql_root = f"mysql+pymysql://{MYSQL_USER}:{MYSQL_PASSWORD}@{MYSQL_HOST}:{MYSQL_PORT}"
+    assert bench.main(["--duration", "1", "--rounds", "2", "--warmup", "1", "--users", "50",
+                       "--sweep", "1", "--mysql-root", mysql_root, "--redis-url", REDIS_URL,
+                       "--out", str(tmp_path)]) == 0
+    [path] = tmp_path.glob("predict-*.json")
+    summary = json.loads(path.read_text())
+    targets = summary["targets"]
+    assert set(targets) == {"bare Flask + same models", "POST /predict (full A/B path)"}
+    for row in targets.values():
+        assert row["requests"] > 0 and row["failures"] == 0
+        assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+        assert len(row["runs"]) == 2 and len(row["rss_mib_per_worker"]) == 2
+    assert summary["ratios"]["throughput"] > 0 and len(summary["ratios"]["per_round"]) == 2
+    assert [row["workers"] for row in summary["scaling"]] == [1]
+    assert summary["scaling"][0]["rps"] > 0
+    assert bench_databases() <= before  # its own database is gone
