@@ -208,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
 
     wrk = ensure_wrk()
     args.out.mkdir(parents=True, exist_ok=True)
+    # The full server logs one event line per request to full.log and sweep.log (about
+    # 150 MB a run): each run replaces the previous run's logs instead of adding to them.
+    for name in ("full.log", "bare.log", "sweep.log"):
+        (args.out / name).unlink(missing_ok=True)
     run_id = f"b{uuid.uuid4().hex[:6]}"
     wrk_env = {"WRK_USERS": str(args.users), "WRK_RUN": run_id,
                "WRK_NEW_SHARE": str(args.new_share)}
