@@ -3,8 +3,8 @@
 Requests append their events to a bounded queue (see observability.py); one daemon thread
 per process wakes every 0.2 s (or when a batch is full), runs its wake hooks, and sends
 batches with python-logstash-async's transports (TCP JSON lines, or UDP datagrams) under a
-socket timeout, reconnecting with backoff. When the queue
-is full (Logstash down, unreachable or stalled) the oldest events are dropped and counted
+socket timeout, reconnecting with backoff. When the queue is full (Logstash down,
+unreachable or stalled) the oldest events are dropped and counted
 (`ml_api_log_events_dropped_total`). Without LOGSTASH_HOST, events go to stdout as JSON lines
 through the same queue.
 """
@@ -230,12 +230,6 @@ class RequestEvents:
         self._errors: dict[str, int] = {}
         self._window_started = time.monotonic()
         self._uid_hashes: dict[str, dict] = {}
-
-    def request(self, *, endpoint: str, status: int, latency_ms: float, fields: dict,
-                at: float | None = None) -> None:
-        """One request event; `at` is the request's time.time() (default: now)."""
-        self.requests([(time.time() if at is None else at, endpoint, status, latency_ms,
-                        fields)])
 
     def requests(self, records: list[tuple[float, str, int, float, dict]]) -> None:
         """Request events for (time.time(), endpoint, status, latency_ms, fields) records."""

@@ -29,7 +29,7 @@ class DeferredCounter:
     process-wide lock; a worker's request threads contending for it (a thread switched out
     while holding it stalls the others) cost more than the request's own work. inc() appends
     to a deque instead, atomic under the GIL with no lock; flush_deferred(), run by the
-    worker's background thread every few tens of milliseconds, adds the pending counts."""
+    publisher of request metrics (observability.py), adds the pending counts."""
 
     def __init__(self, child):
         self._child = child
@@ -60,7 +60,6 @@ def flush_deferred() -> None:
 
 def render() -> tuple[bytes, str]:
     """The exposition text of all workers (multiprocess mode) or of this process."""
-    flush_deferred()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

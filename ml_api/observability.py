@@ -4,14 +4,16 @@
 It sits around Flask as WSGI middleware: the timer starts before Flask sees the request and
 stops once the response is built, and the fields views add travel in the WSGI environ (one
 dict per request). The request thread then only appends one tuple to a deque: no lock, no
-syscall. The event shipper's thread drains it every few tens of milliseconds into the
-structured event and the Prometheus metrics. (A gunicorn worker runs several request threads;
-locks on the request path, such as prometheus_client's process-wide one, made them stall each
+syscall. Once gunicorn has sent the response, the first free request thread publishes what
+is pending as structured events and Prometheus metrics; the event shipper's wake-up takes
+whatever is left when traffic stops. (A gunicorn worker runs several request threads; locks
+on the request path, such as prometheus_client's process-wide one, made them stall each
 other and cost more than the whole A/B decision.)
 """
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import time
 
@@ -61,7 +63,7 @@ def note_error(code: str) -> None:
 
 class RequestObserver:
     """WSGI middleware: times each logged request; drain() turns the records into events and
-    metrics."""
+    metrics (the shipper's wake-up, /metrics, and each request thread after its response)."""
 
     def __init__(self, wsgi_app, events):
         self._app = wsgi_app
@@ -69,6 +71,7 @@ class RequestObserver:
         self._children = _Children()
         self._recorded: collections.deque[tuple] = collections.deque()
         self._drain_lock = threading.Lock()
+        self._drain_if_free = functools.partial(self.drain, wait=False)
 
     def __call__(self, environ, start_response):
         endpoint = environ.get("PATH_INFO")
@@ -92,21 +95,16 @@ class RequestObserver:
         # Published once gunicorn has sent the response (it closes the body then).
         return ClosingIterator(body, self._drain_if_free)
 
-    def _drain_if_free(self) -> None:
-        """On a request thread: publish what is pending unless another thread is at it (its
-        drain, or the next, takes these records too). Only the thread holding the drain lock
-        touches the metrics and the event queue, so those locks are never contended."""
-        if self._drain_lock.acquire(blocking=False):
+    def drain(self, wait: bool = True) -> None:
+        """Publish every pending record as events and metrics. Without `wait` (a request
+        thread, after its response) it returns at once when another thread is publishing:
+        that one, or the next, takes these records too. Only the thread holding the lock
+        touches the metrics and the event queue, so their own locks are never contended."""
+        if self._drain_lock.acquire(blocking=wait):
             try:
                 self._publish_pending()
             finally:
                 self._drain_lock.release()
-
-    def drain(self) -> None:
-        """Everything recorded so far, as events and metrics (the shipper's thread, idle
-        periods, /metrics)."""
-        with self._drain_lock:
-            self._publish_pending()
 
     def _publish_pending(self) -> None:
         records = [self._recorded.popleft()  # requests append meanwhile, never remove
