@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Callable
 
 from .assignment import bucket_bounds
+from .change_signal import ChangeSignal, LocalSignal
 from .errors import BackendUnavailable, UnknownExperiment
 
 DRAFT, RUNNING, PAUSED, STOPPED = "draft", "running", "paused", "stopped"
@@ -96,40 +97,60 @@ UNKNOWN_RECHECK = 0.5  # seconds
 
 
 class ExperimentCatalog:
-    """In-process view of all experiments, reloaded at most every `refresh_seconds`.
+    """In-process view of all experiments, reloaded at most every `refresh_seconds`, and at
+    once when `signal` (the host's ChangeSignal) moves: an admin change through any worker of
+    the host takes effect on the next request of every worker.
 
     Keeps serving the last good view when storage is unreachable: a database outage must not
     take /predict down.
     """
 
     def __init__(self, load: Callable[[], list[Experiment]], refresh_seconds: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 signal: ChangeSignal | None = None):
         self._load = load
         self._refresh_seconds = refresh_seconds
         self._clock = clock
+        self._signal = signal or LocalSignal()
+        self._changes = self._signal.value
         self._lock = threading.Lock()
         self._by_name: dict[str, Experiment] = {}
         self._loaded_at: float | None = None
+        self._loaded_change = self._changes()
         self._rechecked: dict[str, float] = {}
         self._last_recheck = float("-inf")
 
     def refresh(self) -> None:
+        change = self._changes()  # read first: a change during the load reloads again
         experiments = self._load()
         self._by_name = {e.name: e for e in experiments}
         self._loaded_at = self._clock()
+        self._loaded_change = change
+
+    def changed(self) -> None:
+        """After an admin change: tell the host's other workers, and reload here at once."""
+        self._signal.notify()
+        self.refresh()
 
     def _maybe_refresh(self) -> None:
         now = self._clock()
-        if self._loaded_at is not None and now - self._loaded_at < self._refresh_seconds:
+        changed = self._changes() != self._loaded_change
+        if not changed and self._loaded_at is not None \
+                and now - self._loaded_at < self._refresh_seconds:
             return
-        if not self._lock.acquire(blocking=self._loaded_at is None):
+        # After a signalled change every thread waits for the new view: serving the old one
+        # would, say, answer for a just-started experiment without assigning.
+        if not self._lock.acquire(blocking=self._loaded_at is None or changed):
             return  # another thread is refreshing; serve the current view meanwhile
         try:
+            if changed and self._changes() == self._loaded_change:
+                return  # another thread loaded it while this one waited
             self.refresh()
         except BackendUnavailable:
             if self._loaded_at is None:
                 raise
             self._loaded_at = now  # retry after another interval, keep the last good view
+            self._loaded_change = self._changes()
         finally:
             self._lock.release()
 

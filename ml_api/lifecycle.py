@@ -301,6 +301,6 @@ class ExperimentAdmin:
         return self._changed(name)
 
     def _changed(self, name: str) -> dict:
-        self._catalog.refresh()  # this worker sees the change at once; others within seconds
+        self._catalog.changed()  # every worker of this host sees it on its next request
         return self.get(name)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .cache import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
+from .change_signal import ChangeSignal
 from .errors import BackendUnavailable
 from .event_log import EventShipper, RequestEvents, StdoutTransport, logstash_transport
 from .event_store import EventStore
@@ -109,7 +110,8 @@ def build_services(settings: Settings) -> Services:
     store, events = SqlStore(engine), EventStore(engine)
     cache = build_shared_cache(settings)
     catalog = ExperimentCatalog(lambda: live_experiments(store, events),
-                                settings.experiment_refresh_seconds)
+                                settings.experiment_refresh_seconds,
+                                signal=ChangeSignal.beside(settings.spool_path))
     catalog.refresh()
     spool = Spool(settings.spool_path)
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
