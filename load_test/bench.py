@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -92,6 +93,31 @@ def assign_returning_users(settings: Settings, run_id: str, users: int) -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: services.prediction.predict(
             PredictRequest(f"{run_id}-user-{i}", features, None)), range(users)))
+
+
+MISS_SERIES = 'ml_api_assignment_cache_total{result="miss",tier="memory"}'
+# Warm-up ends when a worker's memory tier missed for at most this share of a run's requests.
+WARM_MISS_SHARE = 0.002
+
+
+def memory_misses(url: str) -> float:
+    """Returning uids not yet in a worker's memory tier (each costs a Redis GET), all workers."""
+    time.sleep(0.5)  # every worker publishes its counts within 0.2 s
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(MISS_SERIES))
+
+
+def warm_up(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> int:
+    """Runs of `--warmup` seconds until every worker has met the returning uids (the memory
+    tier of a worker that has served for a while), at most 16; returns how many it took."""
+    for run in range(1, 17):
+        before = memory_misses(server.url)
+        result = run_wrk(wrk, server.url, args.warmup, args.connections, args.threads, env)
+        if memory_misses(server.url) - before <= WARM_MISS_SHARE * result["requests"]:
+            break
+    return run
 
 
 def run_wrk(wrk: str, url: str, duration: float, connections: int, threads: int,
@@ -179,6 +205,9 @@ def print_table(summary: dict) -> None:
           f"p99 {ratios['p99']:.2f}x  ({summary['config']})")
     print("per round: " + ", ".join(f"{r['throughput']:.2f}x/{r['p99']:.2f}x"
                                     for r in ratios["per_round"]))
+    full = rows["POST /predict (full A/B path)"]
+    print(f"warm-up runs: {summary['warm_up_runs']}; full path requests answered without "
+          f"the worker's memory tier (a Redis GET): {full['memory_tier_miss_share']:.2%}")
     for row in summary["scaling"]:
         print(f"full path, {row['workers']} worker(s): {row['rps']:.0f} req/s, "
               f"p99 {row['p99_ms']:.2f} ms, {row['failures']} failures")
@@ -188,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--warmup", type=float, default=10, help="seconds per server first")
+    parser.add_argument("--warmup", type=float, default=5,
+                        help="seconds per warm-up run (repeated until the workers know the uids)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
@@ -226,11 +256,12 @@ def main(argv: list[str] | None = None) -> int:
                         app=BARE_APP).start()
         try:
             # Warm-up: every returning uid gets its first assignment (exposure row, Redis
-            # key), then a run on each server loads anything loaded lazily and lets every
-            # worker meet the returning uids (one Redis GET each, then its memory tier).
+            # key), then runs on the full server until every worker has met the returning
+            # uids (one Redis GET each, then its memory tier), and one on the bare server.
             assign_returning_users(settings, run_id, args.users)
-            run_wrk(wrk, full.url, args.warmup, args.connections, args.threads, wrk_env)
+            warm_up_runs = warm_up(wrk, full, args, wrk_env)
             run_wrk(wrk, bare.url, args.warmup, args.connections, args.threads, wrk_env)
+            misses_before = memory_misses(full.url)
             runs: dict[str, list[dict]] = {"bare": [], "full": []}
             for round_index in range(args.rounds):
                 order = ("bare", "full") if round_index % 2 == 0 else ("full", "bare")
@@ -238,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                     target = bare if name == "bare" else full
                     runs[name].append(run_balanced(wrk, target, args, wrk_env))
             rss = {"bare": rss_mib(bare.worker_pids()), "full": rss_mib(full.worker_pids())}
+            misses = memory_misses(full.url) - misses_before
         finally:
             full.stop()
             bare.stop()
@@ -255,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("bare", "full"):
         targets[labels[name]] = {**summarise(runs[name]), "rss_mib_per_worker": rss[name],
                                  "runs": runs[name]}
-    bare_s, full_s = targets[labels["bare"]], targets[labels["full"]]
+    full_requests = targets[labels["full"]]["requests"]
+    targets[labels["full"]]["memory_tier_miss_share"] = round(misses / full_requests, 5)
     summary = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": f"{args.workers} gunicorn workers, wrk -t{args.threads} -c{args.connections} "
@@ -263,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"new share {args.new_share:g}, real Redis + MariaDB, {os.cpu_count()} cores",
         "targets": targets,
         "ratios": paired_ratios(runs["bare"], runs["full"]),
+        "warm_up_runs": warm_up_runs,
         "scaling": scaling,
     }
     path = args.out / f"predict-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -25,6 +25,10 @@ from . import metrics
 LOGGED_ENDPOINTS = frozenset({"/predict", "/feedback"})
 FIELDS_KEY = "ml_api.log_fields"  # the environ key of this request's event fields
 ERROR_KEY = "error_code"
+# A request thread publishes once this many records are pending: per record, a batch of 16
+# costs half of what publishing each alone does. Under light traffic the shipper's wake-up
+# (every 0.2 s) publishes the few pending records instead.
+PUBLISH_BATCH = 16
 
 
 class _Children:
@@ -89,9 +93,12 @@ class RequestObserver:
         body = self._app(environ, observed_start_response)
         if not status:
             return body
-        self._recorded.append((time.time(), endpoint, status[0],
-                               time.perf_counter() - started, fields))
+        recorded = self._recorded
+        recorded.append((time.time(), endpoint, status[0], time.perf_counter() - started,
+                         fields))
         self._events.shipper.ensure_running()
+        if len(recorded) < PUBLISH_BATCH:
+            return body  # the shipper's next wake-up, or a later request, publishes it
         # Published once gunicorn has sent the response (it closes the body then).
         return ClosingIterator(body, self._drain_if_free)
 

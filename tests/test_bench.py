@@ -40,6 +40,8 @@ def test_bench_writes_its_summary_and_cleans_up(mysql_server, redis_prefix, tmp_
         assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
         assert len(row["runs"]) == 2 and len(row["rss_mib_per_worker"]) == 2
     assert summary["ratios"]["throughput"] > 0 and len(summary["ratios"]["per_round"]) == 2
+    assert 1 <= summary["warm_up_runs"] <= 16
+    assert 0 <= targets["POST /predict (full A/B path)"]["memory_tier_miss_share"] < 0.5
     assert [row["workers"] for row in summary["scaling"]] == [1]
     assert summary["scaling"][0]["rps"] > 0
     assert bench_databases() <= before  # its own database is gone
