@@ -125,3 +125,28 @@ def test_metrics_add_up_across_two_workers(real_settings, tmp_path):
              if s.name == "ml_api_assignment_cache_total"}
     assert cache[("memory", "miss")] == 150  # 150 new uids, each seen once
     assert cache[("redis", "miss")] == 150
+
+
+def test_observe_many_counts_as_observe_does_each_value():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from ml_api.observability import observe_many
+
+    registry = CollectorRegistry()
+    buckets = (0.001, 0.0025, 0.005, 0.01, 0.1, 1)
+    one = Histogram("one", "observe()", buckets=buckets, registry=registry)
+    many = Histogram("many", "observe_many()", buckets=buckets, registry=registry)
+    values = [0.0, 0.0005, 0.001, 0.0010001, 0.0025, 0.004, 0.01, 0.05, 0.1, 0.99, 1.0, 3.0,
+              250.0, 0.001, 0.001]
+    for value in values:
+        one.observe(value)
+    observe_many(many, values[:7])
+    observe_many(many, values[7:])
+    samples = {name: [(s.name.split("_", 1)[1], s.labels.get("le"), s.value)
+                      for s in family.samples if not s.name.endswith("_created")]
+               for family in registry.collect() for name in [family.name]}
+    sums = {name: [v for kind, _, v in rows if kind == "sum"] for name, rows in samples.items()}
+    assert sums["many"] == pytest.approx(sums["one"], rel=1e-12)  # added in another order
+    rows = {name: [row for row in rows if row[0] != "sum"] for name, rows in samples.items()}
+    assert rows["many"] == rows["one"]
+    assert rows["one"][0] == ("bucket", "0.001", 5)  # 0, 0.0005 and three times 0.001
