@@ -112,10 +112,11 @@ def memory_misses(url: str) -> float:
 def warm_up(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> int:
     """Runs of `--warmup` seconds until every worker has met the returning uids (the memory
     tier of a worker that has served for a while), at most 16; returns how many it took."""
+    misses = memory_misses(server.url)
     for run in range(1, 17):
-        before = memory_misses(server.url)
         result = run_wrk(wrk, server.url, args.warmup, args.connections, args.threads, env)
-        if memory_misses(server.url) - before <= WARM_MISS_SHARE * result["requests"]:
+        before, misses = misses, memory_misses(server.url)
+        if misses - before <= WARM_MISS_SHARE * result["requests"]:
             break
     return run
 

@@ -112,16 +112,15 @@ class ExperimentCatalog:
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._signal = signal or LocalSignal()
-        self._changes = self._signal.value
         self._lock = threading.Lock()
         self._by_name: dict[str, Experiment] = {}
         self._loaded_at: float | None = None
-        self._loaded_change = self._changes()
+        self._loaded_change = self._signal.value()
         self._rechecked: dict[str, float] = {}
         self._last_recheck = float("-inf")
 
     def refresh(self) -> None:
-        change = self._changes()  # read first: a change during the load reloads again
+        change = self._signal.value()  # read first: a change during the load reloads again
         experiments = self._load()
         self._by_name = {e.name: e for e in experiments}
         self._loaded_at = self._clock()
@@ -134,7 +133,7 @@ class ExperimentCatalog:
 
     def _maybe_refresh(self) -> None:
         now = self._clock()
-        changed = self._changes() != self._loaded_change
+        changed = self._signal.value() != self._loaded_change
         if not changed and self._loaded_at is not None \
                 and now - self._loaded_at < self._refresh_seconds:
             return
@@ -143,14 +142,14 @@ class ExperimentCatalog:
         if not self._lock.acquire(blocking=self._loaded_at is None or changed):
             return  # another thread is refreshing; serve the current view meanwhile
         try:
-            if changed and self._changes() == self._loaded_change:
+            if changed and self._signal.value() == self._loaded_change:
                 return  # another thread loaded it while this one waited
             self.refresh()
         except BackendUnavailable:
             if self._loaded_at is None:
                 raise
             self._loaded_at = now  # retry after another interval, keep the last good view
-            self._loaded_change = self._changes()
+            self._loaded_change = self._signal.value()
         finally:
             self._lock.release()
 

@@ -7,9 +7,9 @@ dict per request). The request thread then only appends one tuple to a deque: no
 syscall. When PUBLISH_BATCH records are pending, the request thread that made it so publishes
 them, once gunicorn has sent its response, as structured events and Prometheus metrics (one
 histogram update per bucket touched, not per request); the event shipper's wake-up, every
-0.2 s, takes whatever is pending under light traffic. (A gunicorn worker runs several request threads; locks
-on the request path, such as prometheus_client's process-wide one, made them stall each
-other and cost more than the whole A/B decision.)
+0.2 s, takes whatever is pending under light traffic. (A gunicorn worker runs several request
+threads; locks on the request path, such as prometheus_client's process-wide one, made them
+stall each other and cost more than the whole A/B decision.)
 """
 from __future__ import annotations
 
