@@ -157,6 +157,9 @@ def run_balanced(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> dict:
         spent = [after - start for start, after in zip(before, worker_cpu_seconds(pids))]
         busiest = max(spent) / sum(spent) if sum(spent) else 0.0
         result["busiest_worker_share"] = round(busiest, 3)
+        # The workers' CPU (user + system, from /proc) per answered request: what one request
+        # costs the server, steadier than req/s, which moves with whatever else shares the cores.
+        result["worker_cpu_us"] = sum(spent) / max(result["requests"], 1) * 1e6
         result["reruns"] = attempt
         if len(pids) < 2 or busiest <= BALANCE_FACTOR / len(pids):
             break
@@ -178,6 +181,7 @@ def summarise(runs: list[dict]) -> dict:
         "p50_ms": round(statistics.median(r["p50_us"] for r in runs) / 1000, 2),
         "p95_ms": round(statistics.median(r["p95_us"] for r in runs) / 1000, 2),
         "p99_ms": round(statistics.median(r["p99_us"] for r in runs) / 1000, 2),
+        "worker_cpu_us_per_request": round(statistics.median(r["worker_cpu_us"] for r in runs)),
         "failures": sum(r["failures"] for r in runs),
         "unbalanced_runs_redone": sum(r["reruns"] for r in runs),
         "requests": sum(r["requests"] for r in runs),
@@ -188,22 +192,26 @@ def paired_ratios(bare: list[dict], full: list[dict]) -> dict:
     """Full over bare per round (the two runs of a round are adjacent in time), then medians."""
     throughput = [f["rps"] / b["rps"] for b, f in zip(bare, full)]
     p99 = [f["p99_us"] / b["p99_us"] for b, f in zip(bare, full)]
+    cpu = [f["worker_cpu_us"] / b["worker_cpu_us"] for b, f in zip(bare, full)]
     return {"throughput": round(statistics.median(throughput), 3),
             "p99": round(statistics.median(p99), 3),
-            "per_round": [{"throughput": round(t, 3), "p99": round(p, 3)}
-                          for t, p in zip(throughput, p99)]}
+            "worker_cpu": round(statistics.median(cpu), 3),
+            "per_round": [{"throughput": round(t, 3), "p99": round(p, 3),
+                           "worker_cpu": round(c, 3)} for t, p, c in zip(throughput, p99, cpu)]}
 
 
 def print_table(summary: dict) -> None:
     rows = summary["targets"]
     print(f"\n{'endpoint':<34}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-          f"{'fails':>7}  RSS/worker MiB")
+          f"{'fails':>7}{'CPU us/req':>12}  RSS/worker MiB")
     for name, row in rows.items():
         print(f"{name:<34}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p95_ms']:>9.2f}"
-              f"{row['p99_ms']:>9.2f}{row['failures']:>7}  {row['rss_mib_per_worker']}")
+              f"{row['p99_ms']:>9.2f}{row['failures']:>7}{row['worker_cpu_us_per_request']:>12}"
+              f"  {row['rss_mib_per_worker']}")
     ratios = summary["ratios"]
     print(f"\nfull/bare, median over rounds: throughput {ratios['throughput']:.2f}x, "
-          f"p99 {ratios['p99']:.2f}x  ({summary['config']})")
+          f"p99 {ratios['p99']:.2f}x, worker CPU per request {ratios['worker_cpu']:.2f}x  "
+          f"({summary['config']})")
     print("per round: " + ", ".join(f"{r['throughput']:.2f}x/{r['p99']:.2f}x"
                                     for r in ratios["per_round"]))
     full = rows["POST /predict (full A/B path)"]

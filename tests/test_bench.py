@@ -9,11 +9,16 @@ from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, R
 
 
 def test_paired_ratios_take_the_median_of_each_rounds_ratio():
-    bare = [{"rps": 100, "p99_us": 10}, {"rps": 200, "p99_us": 10}, {"rps": 100, "p99_us": 20}]
-    full = [{"rps": 90, "p99_us": 12}, {"rps": 100, "p99_us": 30}, {"rps": 95, "p99_us": 20}]
+    bare = [{"rps": 100, "p99_us": 10, "worker_cpu_us": 200},
+            {"rps": 200, "p99_us": 10, "worker_cpu_us": 100},
+            {"rps": 100, "p99_us": 20, "worker_cpu_us": 200}]
+    full = [{"rps": 90, "p99_us": 12, "worker_cpu_us": 220},
+            {"rps": 100, "p99_us": 30, "worker_cpu_us": 200},
+            {"rps": 95, "p99_us": 20, "worker_cpu_us": 250}]
     ratios = bench.paired_ratios(bare, full)
     assert ratios["throughput"] == 0.9  # of 0.9, 0.5 and 0.95
     assert ratios["p99"] == 1.2  # of 1.2, 3.0 and 1.0
+    assert ratios["worker_cpu"] == 1.25  # of 1.1, 2.0 and 1.25
     assert len(ratios["per_round"]) == 3
 
 
@@ -39,6 +44,7 @@ def test_bench_writes_its_summary_and_cleans_up(mysql_server, redis_prefix, tmp_
         assert row["requests"] > 0 and row["failures"] == 0
         assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
         assert len(row["runs"]) == 2 and len(row["rss_mib_per_worker"]) == 2
+        assert row["worker_cpu_us_per_request"] > 0
     assert summary["ratios"]["throughput"] > 0 and len(summary["ratios"]["per_round"]) == 2
     assert 1 <= summary["warm_up_runs"] <= 16
     assert 0 <= targets["POST /predict (full A/B path)"]["memory_tier_miss_share"] < 0.5
