@@ -12,7 +12,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .dashboard import dashboard
     from .jsonio import register_error_handlers
     from .observability import register_observability
-    from .routes import api
+    from .routes import create_api
     from .wiring import build_services
 
     settings = settings or Settings.from_env()
@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     services = build_services(settings)
     services.supervisor.start(settings.supervisor_interval_seconds)
     app.extensions["ml_api"] = services
-    app.register_blueprint(api)
+    app.register_blueprint(create_api(services))
     app.register_blueprint(admin)
     app.register_blueprint(dashboard)
     register_error_handlers(app)

@@ -2,9 +2,10 @@
 /feedback, Prometheus counters and histograms, and the /metrics endpoint.
 
 It sits around Flask as WSGI middleware: the timer starts before Flask sees the request and
-stops once the response is built, and the fields views add travel in the WSGI environ (one
-dict per request). The request thread then only appends one tuple to a deque: no lock, no
-syscall. When PUBLISH_BATCH records are pending, the request thread that made it so publishes
+stops once the response is built. Each logged request's event starts as a copy of
+event_log.REQUEST_EVENT in the WSGI environ, and views add their fields to it (one dict per
+request, from start to shipping). The request thread then only appends one tuple to a deque:
+no lock, no syscall. When PUBLISH_BATCH records are pending, the request thread that made it so publishes
 them, once gunicorn has sent its response, as structured events and Prometheus metrics (one
 histogram update per bucket touched, not per request); the event shipper's wake-up, every
 0.2 s, takes whatever is pending under light traffic. (A gunicorn worker runs several request
@@ -19,10 +20,11 @@ import functools
 import threading
 import time
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
 from werkzeug.wsgi import ClosingIterator
 
 from . import metrics
+from .event_log import REQUEST_EVENT
 
 LOGGED_ENDPOINTS = frozenset({"/predict", "/feedback"})
 FIELDS_KEY = "ml_api.log_fields"  # the environ key of this request's event fields
@@ -69,13 +71,15 @@ def observe_many(histogram, values: list[float]) -> None:
 
 
 def log_fields(**fields) -> None:
-    """Called by views: fields of this request's event (experiment, group, model, ...)."""
-    event_fields().update(fields)
+    """Called by views: fields of this request's event (experiment, group, model, ...).
+    None values are left out: an event names only what is known."""
+    event_fields().update({name: value for name, value in fields.items() if value is not None})
 
 
-def event_fields() -> dict:
-    """This request's event fields, to fill in place."""
-    return request.environ.setdefault(FIELDS_KEY, {})
+def event_fields(current: Request | None = None) -> dict:
+    """This request's event fields, to fill in place (with no None values). `current`: the
+    request object behind flask.request, when the caller has it already."""
+    return (current or request).environ.setdefault(FIELDS_KEY, {})
 
 
 def note_error(code: str) -> None:
@@ -99,7 +103,7 @@ class RequestObserver:
         if endpoint not in LOGGED_ENDPOINTS:
             return self._app(environ, start_response)
         started = time.perf_counter()
-        fields = environ[FIELDS_KEY] = {}
+        fields = environ[FIELDS_KEY] = REQUEST_EVENT.copy()  # the views' fields join it
         status = []
 
         def observed_start_response(status_line, headers, exc_info=None):
@@ -113,8 +117,10 @@ class RequestObserver:
         recorded = self._recorded
         recorded.append((time.time(), endpoint, status[0], time.perf_counter() - started,
                          fields))
-        self._events.shipper.ensure_running()
-        if len(recorded) < PUBLISH_BATCH:
+        pending = len(recorded)
+        if pending < PUBLISH_BATCH:
+            if pending == 1:  # the first since the last publishing: the shipper must be up
+                self._events.shipper.ensure_running()
             return body  # the shipper's next wake-up, or a later request, publishes it
         # Published once gunicorn has sent the response (it closes the body then).
         return ClosingIterator(body, self._drain_if_free)
@@ -133,27 +139,27 @@ class RequestObserver:
     def _publish_pending(self) -> None:
         records = [self._recorded.popleft()  # requests append meanwhile, never remove
                    for _ in range(len(self._recorded))]
-        counts: dict[tuple, int] = {}
+        # Latencies by everything a label needs; the counts are their lengths.
         latencies: dict[tuple, list[float]] = {}
-        events = []
-        for at, endpoint, status, latency, fields in records:
+        for _, endpoint, status, latency, fields in records:
             # Label values only from served requests: a client's made-up experiment
             # names must not create time series.
-            served = status < 400
-            experiment = (fields.get("experiment") or "") if served else ""
-            group = (fields.get("group") or "") if served else ""
-            model = (f"{fields['model_name']}@{fields['model_version']}"
-                     if served and "model_name" in fields else "")
-            labels = (endpoint, experiment, group, str(status))
-            counts[labels] = counts.get(labels, 0) + 1
-            latencies.setdefault((endpoint, experiment, group, model), []).append(latency)
-            events.append((at, endpoint, status, latency * 1000, fields))
-        for labels, count in counts.items():
-            self._children.count(labels, count)
-        for labels, values in latencies.items():
-            self._children.observe_many(labels, values)
-        if events:
-            self._events.requests(events)
+            if status < 400:
+                key = (endpoint, status, fields.get("experiment", ""), fields.get("group", ""),
+                       fields.get("model_name"), fields.get("model_version"))
+            else:
+                key = (endpoint, status, "", "", None, None)
+            same = latencies.get(key)
+            if same is None:
+                latencies[key] = [latency]
+            else:
+                same.append(latency)
+        for (endpoint, status, experiment, group, name, version), values in latencies.items():
+            self._children.count((endpoint, experiment, group, str(status)), len(values))
+            model = f"{name}@{version}" if name is not None else ""
+            self._children.observe_many((endpoint, experiment, group, model), values)
+        if records:
+            self._events.requests(records)
         metrics.flush_deferred()
 
 

@@ -61,6 +61,9 @@ def test_events_reach_a_real_listener_with_the_documented_fields(real_settings, 
     assert len(feedback) == 20 and all(e["status"] == 202 and e["group"] for e in feedback)
     errors = [e for e in events if e.get("error_code")]
     assert errors and errors[0]["status"] == 422 and errors[0]["error_code"] == "invalid_features"
+    assert "experiment" not in errors[0] and "group" not in errors[0]
+    # an event names what is known: no field is null (feedback gave no experiment name)
+    assert all(None not in event.values() for event in events)
 
 
 @pytest.mark.parametrize("failure", ["unreachable", "stalled"])
