@@ -32,7 +32,7 @@ class _Nowhere:
         pass
 
 
-def build_apps(workdir: Path):
+def build_apps(workdir: Path, **settings_overrides):
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(workdir / "prometheus"))
     (workdir / "prometheus").mkdir(exist_ok=True)
     from load_test.bare_app import create_bare_app
@@ -45,7 +45,7 @@ def build_apps(workdir: Path):
     train_demo_models(models)
     settings = Settings(database_url=f"sqlite:///{workdir}/db.sqlite3", models_dir=models,
                         spool_path=workdir / "spool.sqlite3", admin_token="inprocess",
-                        supervisor_interval_seconds=0)
+                        supervisor_interval_seconds=0, **settings_overrides)
     init_database(settings)
     full = create_app(settings)
     full.extensions["ml_api"].request_events.shipper.transport = _Nowhere()

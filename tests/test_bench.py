@@ -1,9 +1,11 @@
 """The benchmark command runs end to end (a short run): gunicorn on the real Redis and MariaDB,
 wrk against the full path and the bare endpoint, the JSON summary, and its own cleanup."""
 import json
+import subprocess
+import sys
 
 import pymysql
-from load_test import bench
+from load_test import bench, instructions
 from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, REDIS_URL, \
     require_tool
 
@@ -51,3 +53,26 @@ def test_bench_writes_its_summary_and_cleans_up(mysql_server, redis_prefix, tmp_
     assert [row["workers"] for row in summary["scaling"]] == [1]
     assert summary["scaling"][0]["rps"] > 0
     assert bench_databases() <= before  # its own database is gone
+
+
+def test_callgrind_counts_only_the_loop_that_instructions_measures():
+    """load_test.instructions relies on --toggle-collect counting inside the measured loop
+    only: twice the calls, twice the count, whatever the interpreter did before."""
+    valgrind = require_tool("valgrind", "valgrind")
+    loop = ("import collections, itertools; collections.deque(itertools.starmap("
+            "lambda n: sum(range(n)), [(50,)] * {}), maxlen=0)")
+    counts = []
+    for calls in (500, 1000):
+        done = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                               f"--toggle-collect={instructions.TOGGLE}", sys.executable, "-S",
+                               "-c", loop.format(calls)], capture_output=True, text=True,
+                              check=True)
+        counts.append(instructions.collected(done.stderr))
+    assert counts[0] > 500 * 100  # each call runs a loop of 50 additions
+    assert 1.9 < counts[1] / counts[0] < 2.1
+
+
+def test_the_instructions_child_runs_both_apps_natively():
+    for name in ("bare", "full"):  # exits non-zero if a request does not answer 200
+        subprocess.run([sys.executable, "-m", "load_test.instructions", "--child", name,
+                        "--requests", "20"], check=True, timeout=120)
