@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the local Redis and MariaDB when they are installed but stopped, and installs Debian's
-# chromium, docker-compose and wrk when missing. With CI=true anything missing is an error;
+# chromium, docker-compose, wrk and valgrind when missing. With CI=true anything missing is an error;
 # otherwise the tests that need it skip themselves.
 set -u
 
@@ -33,35 +33,30 @@ if ! mariadb_up && command -v mariadbd >/dev/null; then
   wait_for mariadb mariadb_up
 fi
 
-# Headless Chromium for the results-page test (Debian package; no browser download).
-if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing chromium"
-  apt-get install -y -q chromium >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }
-fi
-
-# docker-compose (Debian's, v1) validates docker-compose.yml offline; no engine is needed.
-if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing docker-compose"
-  apt-get install -y -q docker-compose >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q docker-compose >/dev/null 2>&1; }
-fi
-
-# wrk drives the benchmark (its smoke test runs in the suite).
-if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing wrk"
-  apt-get install -y -q wrk >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; }
-fi
+# Debian packages the tests run for real, installed when missing (as root, with apt-get):
+# headless Chromium (the results page), docker-compose v1 (validates docker-compose.yml
+# offline, no engine needed), wrk (the benchmark's smoke test), valgrind (callgrind, which
+# load_test.instructions uses).
+install_if_missing() {  # command package
+  if ! command -v "$1" >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing $2"
+    apt-get install -y -q "$2" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$2" >/dev/null 2>&1; }
+  fi
+}
+TOOLS="chromium docker-compose wrk valgrind"
+for tool in $TOOLS; do
+  install_if_missing "$tool" "$tool"
+done
 
 status=0
 redis_up || { echo "Redis is not reachable on 127.0.0.1:6379"; status=1; }
 mariadb_up || { echo "MariaDB is not reachable on 127.0.0.1:3306"; status=1; }
-command -v chromium >/dev/null || { echo "chromium is not installed"; status=1; }
-command -v docker-compose >/dev/null || { echo "docker-compose is not installed"; status=1; }
-command -v wrk >/dev/null || { echo "wrk is not installed"; status=1; }
+for tool in $TOOLS; do
+  command -v "$tool" >/dev/null || { echo "$tool is not installed"; status=1; }
+done
 if [ "$status" -ne 0 ] && [ "${CI:-}" = "true" ]; then
-  echo "CI=true: the tests need Redis, MariaDB, Chromium, docker-compose and wrk" >&2
+  echo "CI=true: the tests need Redis, MariaDB and $TOOLS" >&2
   exit 1
 fi
 exit 0
