@@ -55,8 +55,8 @@ def utc_timestamp(now: float | None = None) -> str:
 
 
 def round_ms(milliseconds: float) -> float:
-    """To the microsecond, as round(milliseconds, 3) does for a latency, at half the cost
-    (round() of a float goes through a decimal conversion)."""
+    """To the microsecond, as round(milliseconds, 3) does (but for an exact binary tie, which
+    goes up), at half the cost: round() of a float goes through a decimal conversion."""
     return int(milliseconds * 1000 + 0.5) / 1000
 
 
