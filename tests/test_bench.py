@@ -76,3 +76,14 @@ def test_the_instructions_child_runs_both_apps_natively():
     for name in ("bare", "full"):  # exits non-zero if a request does not answer 200
         subprocess.run([sys.executable, "-m", "load_test.instructions", "--child", name,
                         "--requests", "20"], check=True, timeout=120)
+
+
+def test_the_cache_polluter_writes_one_byte_per_cache_line():
+    from load_test.inprocess import CachePolluter
+
+    polluter = CachePolluter(0.25)
+    polluter()
+    lines = polluter._buffer[::CachePolluter.LINE]
+    assert len(lines) == 0.25 * 2**20 / 64 and set(lines) == {1}
+    assert set(polluter._buffer[1:CachePolluter.LINE]) == {0}  # only one byte per line
+    assert polluter.cpu_us(10) > 0
