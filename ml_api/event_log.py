@@ -255,17 +255,13 @@ class RequestEvents:
         """Request events for (time.time(), endpoint, status, latency in seconds, event)
         records, each event a copy of REQUEST_EVENT with the view's fields, none of them
         None (observability.log_fields drops them); completed in place."""
-        cached_second, second_text = -1, ""
         uid_of = self._uid_field
         events = []
         latencies: dict[str, list[float]] = {}
         errors: dict[str, int] = {}
         for at, endpoint, status, latency, event in records:
-            second = int(at)
-            if second != cached_second:  # utc_timestamp(at), inlined
-                cached_second, second_text = second, _second_text(second)
             latency_ms = round_ms(latency * 1000)
-            event["@timestamp"] = second_text + _MILLIS[int((at - second) * 1000)]
+            event["@timestamp"] = utc_timestamp(at)
             event["endpoint"] = endpoint
             event["status"] = status
             event["latency_ms"] = latency_ms

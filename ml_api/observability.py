@@ -5,12 +5,12 @@ It sits around Flask as WSGI middleware: the timer starts before Flask sees the 
 stops once the response is built. Each logged request's event starts as a copy of
 event_log.REQUEST_EVENT in the WSGI environ, and views add their fields to it (one dict per
 request, from start to shipping). The request thread then only appends one tuple to a deque:
-no lock, no syscall. When PUBLISH_BATCH records are pending, the request thread that made it so publishes
-them, once gunicorn has sent its response, as structured events and Prometheus metrics (one
-histogram update per bucket touched, not per request); the event shipper's wake-up, every
-0.2 s, takes whatever is pending under light traffic. (A gunicorn worker runs several request
-threads; locks on the request path, such as prometheus_client's process-wide one, made them
-stall each other and cost more than the whole A/B decision.)
+no lock, no syscall. When PUBLISH_BATCH records are pending, the request thread that made it
+so publishes them, once gunicorn has sent its response, as structured events and Prometheus
+metrics (one histogram update per bucket touched, not per request); the event shipper's
+wake-up, every 0.2 s, takes whatever is pending under light traffic. (A gunicorn worker runs
+several request threads; locks on the request path, such as prometheus_client's process-wide
+one, made them stall each other and cost more than the whole A/B decision.)
 """
 from __future__ import annotations
 

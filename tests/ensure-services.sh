@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local Redis and MariaDB when they are installed but stopped, and installs Debian's
-# chromium, docker-compose, wrk and valgrind when missing. With CI=true anything missing is an error;
-# otherwise the tests that need it skip themselves.
+# chromium, docker-compose, wrk and valgrind when missing. With CI=true anything missing is an
+# error; otherwise the tests that need it skip themselves.
 set -u
 
 redis_up() { python3 - <<'PY'
@@ -37,16 +37,16 @@ fi
 # headless Chromium (the results page), docker-compose v1 (validates docker-compose.yml
 # offline, no engine needed), wrk (the benchmark's smoke test), valgrind (callgrind, which
 # load_test.instructions uses).
-install_if_missing() {  # command package
+install_if_missing() {  # a command, from the Debian package of the same name
   if ! command -v "$1" >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing $2"
-    apt-get install -y -q "$2" >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$2" >/dev/null 2>&1; }
+    echo "installing $1"
+    apt-get install -y -q "$1" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$1" >/dev/null 2>&1; }
   fi
 }
 TOOLS="chromium docker-compose wrk valgrind"
 for tool in $TOOLS; do
-  install_if_missing "$tool" "$tool"
+  install_if_missing "$tool"
 done
 
 status=0
