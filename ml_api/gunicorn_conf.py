@@ -1,4 +1,5 @@
 """Gunicorn settings shared by `make run`, the tests, the benchmark and the container."""
+import gc
 import os
 import shutil
 import sys
@@ -59,3 +60,12 @@ def on_starting(server):
     except (ModelIntegrityError, ConfigurationError) as exc:
         print(f"ml_api: refusing to start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def post_worker_init(worker):
+    """The objects a worker built at start-up (modules, models, clients) live as long as it
+    does: gc.freeze() puts them out of the cyclic collector's reach. A full collection then
+    walks only what requests left behind, instead of pausing a worker for 80-150 ms (seen
+    about every 40,000 requests under `make bench`) to re-check the whole heap."""
+    gc.collect()
+    gc.freeze()

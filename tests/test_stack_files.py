@@ -176,3 +176,12 @@ def test_the_stacks_processes_run_natively_on_real_redis_and_mariadb(config, mys
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert re.search(r"Aggregated\s+\d+\s+0\(0\.00%\)", run.stdout + run.stderr)
     assert len(events) >= 50 and {e["endpoint"] for e in events} >= {"/predict"}
+
+
+def test_workers_freeze_their_start_up_heap():
+    """post_worker_init moves what the app built at start-up out of the collector's reach."""
+    script = ("import gc, runpy; conf = runpy.run_path(%r); gc.unfreeze();"
+              "conf['post_worker_init'](None); print(gc.get_freeze_count())" % str(GUNICORN_CONF))
+    frozen = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": "/tmp"})
+    assert int(frozen.stdout) > 1000
