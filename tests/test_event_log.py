@@ -1,9 +1,12 @@
 """The event fields computed without the standard formatting: timestamps from a table and
-latencies rounded with integer arithmetic give what the standard library gives."""
+latencies rounded with integer arithmetic give what the standard library gives; and when the
+shipper sends what is queued."""
 import random
+import threading
+import time
 from datetime import datetime
 
-from ml_api.event_log import round_ms, utc_timestamp
+from ml_api.event_log import EventShipper, round_ms, utc_timestamp
 
 
 def test_timestamps_are_iso_utc_milliseconds_never_ahead_of_the_time():
@@ -24,3 +27,34 @@ def test_round_ms_is_round_to_three_places_except_at_exact_ties():
         assert round_ms(latency_ms) == round(latency_ms, 3)
     # An exact binary tie goes up where round() goes to even: 0.0625 is exact in binary.
     assert round_ms(0.0625) == 0.063 and round(0.0625, 3) == 0.062
+
+
+class RecordingTransport:
+    def __init__(self):
+        self.lines: list[bytes] = []
+        self.arrived = threading.Event()
+
+    def send(self, events, use_logging=False):
+        self.lines.extend(events)
+        self.arrived.set()
+
+    def close(self):
+        pass
+
+
+def test_the_shipper_wakes_early_only_for_a_queue_half_full():
+    """Below half the queue, events wait for the timed wake-up (no hand-off per batch);
+    at half, the shipper is woken at once so that a burst is not dropped."""
+    transport = RecordingTransport()
+    shipper = EventShipper(transport, max_queue=100, batch_size=10, wake_seconds=30)
+    shipper.emit_many([{"n": n} for n in range(49)])
+    assert not transport.arrived.wait(0.5)  # 49 of 100 queued: nothing sent before 30 s
+    started = time.monotonic()
+    shipper.emit({"n": 49})
+    assert transport.arrived.wait(5) and time.monotonic() - started < 5
+    deadline = time.monotonic() + 5
+    while len(transport.lines) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [line.strip() for line in transport.lines] == [
+        b'{"n":%d}' % n for n in range(50)]
+    assert shipper.dropped == 0
