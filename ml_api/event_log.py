@@ -3,8 +3,8 @@
 Requests append their events to a bounded queue (see observability.py); one daemon thread
 per process wakes every 0.2 s (or at once when the queue is half full), runs its wake hooks,
 and sends batches with python-logstash-async's transports (TCP JSON lines, or UDP
-datagrams) under a socket timeout, reconnecting with backoff. When the queue is full (Logstash down,
-unreachable or stalled) the oldest events are dropped and counted
+datagrams) under a socket timeout, reconnecting with backoff. When the queue is full
+(Logstash down, unreachable or stalled) the oldest events are dropped and counted
 (`ml_api_log_events_dropped_total`). Without LOGSTASH_HOST, events go to stdout as JSON lines
 through the same queue.
 """
