@@ -32,7 +32,7 @@ def create_api(services: Services) -> Blueprint:
         predict_request = parse_predict_request(read_json_body(current))
         fields = event_fields(current)
         fields["uid"] = predict_request.uid
-        if predict_request.experiment is not None:
+        if predict_request.experiment is not None:  # named in the event if predict() fails
             fields["experiment"] = predict_request.experiment
         result = services.prediction.predict(predict_request)
         fields.update(request_id=result.request_id, experiment=result.experiment,
