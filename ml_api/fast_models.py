@@ -36,19 +36,43 @@ def _logistic(model: LogisticRegression, scaler: StandardScaler | None) -> Proba
 
 
 def _gradient_boosting(model: GradientBoostingClassifier, n_features: int) -> Proba | None:
-    from sklearn.ensemble._gradient_boosting import predict_stages
+    """All the trees in five flat arrays, walked one level at a time for every tree at once.
 
+    scikit-learn's predict_stages visits each tree object in turn (the estimator, its tree,
+    its node and value arrays: separate allocations, mostly cache misses once a busy worker
+    has run other code in between); here one comparison over every node gives each node's
+    next node, and `depth` lookups take every tree from its root to its leaf. A leaf is its
+    own next node. As in scikit-learn, the row is compared as float32 against float64
+    thresholds.
+    """
     if model.n_trees_per_iteration_ != 1 or not (
             model.init_ == "zero" or isinstance(model.init_, DummyClassifier)):
         return None
     # With a "zero" or prior init, the starting raw score is the same for every row.
-    start = model._raw_predict_init(np.zeros((1, n_features), dtype=np.float32))[0, 0]
-    estimators, rate = model.estimators_, model.learning_rate
+    start = float(model._raw_predict_init(np.zeros((1, n_features), dtype=np.float32))[0, 0])
+    trees = [estimator.tree_ for estimator in model.estimators_[:, 0]]
+    roots = np.cumsum([0] + [tree.node_count for tree in trees[:-1]]).astype(np.intp)
+    parts: dict[str, list[np.ndarray]] = {"feature": [], "threshold": [], "left": [],
+                                          "right": [], "value": []}
+    for tree, root in zip(trees, roots):
+        leaf = tree.children_left == -1
+        here = np.arange(tree.node_count) + root
+        parts["feature"].append(np.where(leaf, 0, tree.feature))
+        parts["threshold"].append(np.where(leaf, np.inf, tree.threshold))
+        parts["left"].append(np.where(leaf, here, tree.children_left + root))
+        parts["right"].append(np.where(leaf, here, tree.children_right + root))
+        parts["value"].append(tree.value[:, 0, 0] * model.learning_rate)
+    feature, left, right = (np.concatenate(parts[name]).astype(np.intp)
+                            for name in ("feature", "left", "right"))
+    threshold, value = np.concatenate(parts["threshold"]), np.concatenate(parts["value"])
+    depth = max(tree.max_depth for tree in trees)
 
-    def proba(x: np.ndarray) -> np.ndarray:
-        raw = np.full((1, 1), start)
-        predict_stages(estimators, x.astype(np.float32).reshape(1, -1), rate, raw)
-        return float(expit(raw[0, 0]))
+    def proba(x: np.ndarray) -> float:
+        following = np.where(x.astype(np.float32)[feature] <= threshold, left, right)
+        node = roots
+        for _ in range(depth):
+            node = following[node]
+        return float(expit(start + value[node].sum()))
 
     return proba
 

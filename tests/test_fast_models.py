@@ -30,3 +30,35 @@ def test_other_estimators_keep_their_own_method():
     assert np.allclose([fast(r) for r in X[:50]], plain.predict_proba(X[:50])[:, 1], atol=1e-12)
     multi = GradientBoostingClassifier(n_estimators=5).fit(X, np.arange(len(Y)) % 3)
     assert fast_proba(multi, X.shape[1]) is None
+
+
+def test_gradient_boosting_with_uneven_trees_and_rows_on_the_thresholds():
+    """Leaves at several depths (a leaf is its own next node) and feature values sitting on
+    split thresholds (compared as float32, as scikit-learn does) give predict_proba's answer."""
+    model = GradientBoostingClassifier(n_estimators=40, max_depth=5, min_samples_leaf=30,
+                                       random_state=0).fit(X, Y)
+    trees = [estimator.tree_ for estimator in model.estimators_[:, 0]]
+    leaf_depths = set()
+    for tree in trees:
+        depth = {0: 0}
+        for node in range(tree.node_count):
+            if tree.children_left[node] == -1:
+                leaf_depths.add(depth[node])
+            else:
+                depth[tree.children_left[node]] = depth[tree.children_right[node]] = depth[node] + 1
+    assert len(leaf_depths) > 1
+    fast = fast_proba(model, X.shape[1])
+    assert fast is not None
+    rows = []
+    for i, tree in enumerate(trees):
+        for node in np.flatnonzero(tree.children_left != -1)[:3]:
+            row = X[i % len(X)].copy()
+            row[tree.feature[node]] = tree.threshold[node]
+            rows.append(row)
+            nudged = row.copy()
+            nudged[tree.feature[node]] = np.nextafter(np.float32(tree.threshold[node]),
+                                                      np.float32(np.inf))
+            rows.append(nudged)
+    rows = np.array(rows)
+    expected = model.predict_proba(rows)[:, 1]
+    assert np.allclose([fast(row) for row in rows], expected, rtol=0, atol=1e-12)
