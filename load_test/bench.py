@@ -1,7 +1,7 @@
 """Benchmark: POST /predict through the full A/B path next to a bare Flask endpoint serving the
 same models, in one run on this machine, on the real Redis and MariaDB.
 
-    python -m load_test.bench [--duration 10] [--rounds 5] [--connections 16]
+    python -m load_test.bench [--duration 8] [--rounds 7] [--connections 16]
 
 Each round runs bare and full back to back (alternating which goes first); a round's ratio
 compares two runs made seconds apart, so a slow spell on this shared machine hits both, and
@@ -37,8 +37,11 @@ from ml_api.wiring import build_services, init_database
 
 WRK_SCRIPT = ROOT / "load_test" / "wrk_predict.lua"
 BARE_APP = "load_test.bare_app:create_bare_app()"
-# In a valid run the busiest worker did at most this many times its even share of the work.
-BALANCE_FACTOR = 1.3
+# In a valid run the busiest worker did at most this many times its even share of the work
+# (2 workers: 55% of their CPU). With wrk's 16 connections split 9/7 the run already loses
+# about a tenth of its throughput to the idle share of one core.
+BALANCE_FACTOR = 1.1
+BALANCE_ATTEMPTS = 4
 
 
 def ensure_wrk() -> str:
@@ -148,10 +151,13 @@ def run_balanced(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> dict:
 
     gthread workers race to accept wrk's keep-alive connections when a run starts; now and
     then one worker wins most of them and the run measures one core instead of two (seen:
-    1,625 against 4,000 req/s for the same server). Such a run is made again (at most
-    twice), for either server alike, and counted in the summary."""
+    1,625 against 4,000 req/s for the same server, and a split of 56/44% costing a round
+    a fifth of its throughput). Such a run is made again (at most BALANCE_ATTEMPTS runs),
+    for either server alike; the most even of them is kept, and the reruns are counted in
+    the summary."""
     pids = server.worker_pids()
-    for attempt in range(3):
+    best = None
+    for attempt in range(BALANCE_ATTEMPTS):
         before = worker_cpu_seconds(pids)
         result = run_wrk(wrk, server.url, args.duration, args.connections, args.threads, env)
         spent = [after - start for start, after in zip(before, worker_cpu_seconds(pids))]
@@ -160,10 +166,12 @@ def run_balanced(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> dict:
         # The workers' CPU (user + system, from /proc) per answered request: what one request
         # costs the server, steadier than req/s, which moves with whatever else shares the cores.
         result["worker_cpu_us"] = sum(spent) / max(result["requests"], 1) * 1e6
-        result["reruns"] = attempt
+        if best is None or busiest < best["busiest_worker_share"]:
+            best = result
         if len(pids) < 2 or busiest <= BALANCE_FACTOR / len(pids):
             break
-    return result
+    best["reruns"] = attempt
+    return best
 
 
 def rss_mib(pids: list[int]) -> list[float]:
@@ -224,8 +232,8 @@ def print_table(summary: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=float, default=5,
                         help="seconds per warm-up run (repeated until the workers know the uids)")
     parser.add_argument("--connections", type=int, default=16)

@@ -24,6 +24,40 @@ def test_paired_ratios_take_the_median_of_each_rounds_ratio():
     assert len(ratios["per_round"]) == 3
 
 
+def test_an_uneven_run_is_made_again_and_the_most_even_one_kept(monkeypatch):
+    """Workers' CPU shares of successive runs: 70/30, 60/40, 58/42, 80/20 (all past 55%):
+    four runs, the 58/42 one kept; a 52/48 run ends the retries at once."""
+    def scripted(shares):
+        cpu, runs = [0.0, 0.0], iter(shares)
+
+        def worker_cpu_seconds(pids):
+            return list(cpu)
+
+        def run_wrk(*args):
+            share = next(runs)
+            cpu[0] += share
+            cpu[1] += 1 - share
+            return {"requests": 1000, "share_given": share}
+
+        monkeypatch.setattr(bench, "worker_cpu_seconds", worker_cpu_seconds)
+        monkeypatch.setattr(bench, "run_wrk", run_wrk)
+
+    class Server:
+        url = "http://unused"
+
+        def worker_pids(self):
+            return [1, 2]
+
+    args = type("Args", (), {"duration": 1, "connections": 16, "threads": 2})
+    scripted([0.7, 0.4, 0.42, 0.8])
+    kept = bench.run_balanced("wrk", Server(), args, {})
+    assert kept["share_given"] == 0.42 and kept["busiest_worker_share"] == 0.58
+    assert kept["reruns"] == 3
+    scripted([0.52, 0.9])
+    kept = bench.run_balanced("wrk", Server(), args, {})
+    assert kept["share_given"] == 0.52 and kept["reruns"] == 0
+
+
 def bench_databases() -> set[str]:
     with pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER,
                          password=MYSQL_PASSWORD) as conn, conn.cursor() as cur:
