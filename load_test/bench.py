@@ -38,8 +38,8 @@ from ml_api.wiring import build_services, init_database
 WRK_SCRIPT = ROOT / "load_test" / "wrk_predict.lua"
 BARE_APP = "load_test.bare_app:create_bare_app()"
 # In a valid run the busiest worker did at most this many times its even share of the work
-# (2 workers: 55% of their CPU). With wrk's 16 connections split 9/7 the run already loses
-# about a tenth of its throughput to the idle share of one core.
+# (2 workers: 55% of their CPU). Runs at 56/44 lost a tenth or more of their throughput to
+# the idle share of one core.
 BALANCE_FACTOR = 1.1
 BALANCE_ATTEMPTS = 4
 
@@ -151,8 +151,8 @@ def run_balanced(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> dict:
 
     gthread workers race to accept wrk's keep-alive connections when a run starts; now and
     then one worker wins most of them and the run measures one core instead of two (seen:
-    1,625 against 4,000 req/s for the same server, and a split of 56/44% costing a round
-    a fifth of its throughput). Such a run is made again (at most BALANCE_ATTEMPTS runs),
+    1,625 against 4,000 req/s for the same server; a 56/44 split of the CPU cost a round
+    a tenth or more of its throughput). Such a run is made again (at most BALANCE_ATTEMPTS runs),
     for either server alike; the most even of them is kept, and the reruns are counted in
     the summary."""
     pids = server.worker_pids()
