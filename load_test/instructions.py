@@ -36,7 +36,7 @@ def measured_loop(app_name: str, requests: int) -> None:
     with tempfile.TemporaryDirectory(prefix="ml_api_instructions_") as workdir:
         # No catalog reload and no shipper wake-up inside the loop (valgrind runs ~50x slower).
         full, bare = build_apps(Path(workdir), experiment_refresh_seconds=1e9)
-        full.extensions["ml_api"].request_events.shipper._wake_seconds = 1e9
+        full.extensions["ml_api"].request_events.shipper.wake_seconds = 1e9
         app = full if app_name == "full" else bare
         for i in range(2 * USERS):
             call(app, f"user-{i % USERS}")

@@ -118,7 +118,7 @@ class EventShipper:
         self.transport = transport
         self._on_tick = on_tick
         self._tick_seconds = tick_seconds
-        self._wake_seconds = wake_seconds
+        self.wake_seconds = wake_seconds  # read at every wait: a tool may lengthen it
         self._wake_hooks: list = []
         self._queue: collections.deque[bytes] = collections.deque()
         self._max_queue = max_queue
@@ -202,7 +202,7 @@ class EventShipper:
         backoff = 0.1
         next_tick = time.monotonic() + self._tick_seconds
         while True:
-            self._wakeup.wait(timeout=self._wake_seconds)
+            self._wakeup.wait(timeout=self.wake_seconds)
             self._wakeup.clear()
             self._run_wake_hooks()
             if self._on_tick and time.monotonic() >= next_tick:
