@@ -39,7 +39,8 @@ class Gunicorn:
     """gunicorn -c ml_api/gunicorn_conf.py [APP] on a free port, as the container runs it."""
 
     def __init__(self, env: dict[str, str], workers: int = 2, log_path: Path | None = None,
-                 app: str | None = None):
+                 app: str | None = None, wrapper: list[str] | None = None):
+        """wrapper: a command that runs the server's Python, e.g. valgrind and its options."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         inherited = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
@@ -47,13 +48,14 @@ class Gunicorn:
                      "WEB_CONCURRENCY": str(workers)}
         self._log_path = log_path
         self._app = app
+        self._wrapper = wrapper or []
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30, wait_for: str = "/ready") -> "Gunicorn":
         """Start, and wait until wait_for answers 200 (/health when a backend is meant to be
         down)."""
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
-        command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
+        command = self._wrapper + [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
         self.proc = subprocess.Popen(command + ([self._app] if self._app else []), cwd=ROOT,
                                      env=self._env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

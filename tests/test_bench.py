@@ -3,8 +3,10 @@ wrk against the full path and the bare endpoint, the JSON summary, and its own c
 import json
 import subprocess
 import sys
+import time
 
 import pymysql
+import pytest
 from load_test import bench, instructions
 from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, REDIS_URL, \
     require_tool
@@ -104,6 +106,37 @@ def test_callgrind_counts_only_the_loop_that_instructions_measures():
         counts.append(instructions.collected(done.stderr))
     assert counts[0] > 500 * 100  # each call runs a loop of 50 additions
     assert 1.9 < counts[1] / counts[0] < 2.1
+
+
+def test_callgrind_control_zeroes_and_dumps_a_running_process(tmp_path):
+    """The --server mode of load_test.instructions zeroes a running worker's counters after
+    its warm-up and dumps them after the measured run: a dump then holds only what ran since
+    the zeroing, and dump_summary reads its count."""
+    valgrind = require_tool("valgrind", "valgrind")
+    stop = tmp_path / "stop"
+    child = ("import sys, time, pathlib\n"
+             "sum(range(5_000_000))\n"  # the warm-up: far more than the light loop below
+             "print('ready', flush=True)\n"
+             f"while not pathlib.Path({str(stop)!r}).exists():\n"
+             "    sum(range(100)); time.sleep(0.01)\n")
+    proc = subprocess.Popen([valgrind, "--tool=callgrind",
+                             f"--callgrind-out-file={tmp_path}/callgrind.%p", sys.executable,
+                             "-S", "-c", child], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        instructions.callgrind_control("-d", proc.pid)
+        with_warm_up = instructions.dump_summary(tmp_path / f"callgrind.{proc.pid}.1")
+        instructions.callgrind_control("-z", proc.pid)
+        time.sleep(1)
+        instructions.callgrind_control("-d", proc.pid)
+        after_zero = instructions.dump_summary(tmp_path / f"callgrind.{proc.pid}.2")
+    finally:
+        stop.touch()
+        proc.wait(timeout=60)
+    assert with_warm_up > 5_000_000 * 10
+    assert 0 < after_zero < with_warm_up / 10
+    with pytest.raises(RuntimeError, match="not detected"):  # gone: an error, not silence
+        instructions.callgrind_control("-d", proc.pid)
 
 
 def test_the_instructions_child_runs_both_apps_natively():
