@@ -114,7 +114,7 @@ def test_callgrind_control_zeroes_and_dumps_a_running_process(tmp_path):
     the zeroing, and dump_summary reads its count."""
     valgrind = require_tool("valgrind", "valgrind")
     stop = tmp_path / "stop"
-    child = ("import sys, time, pathlib\n"
+    child = ("import time, pathlib\n"
              "sum(range(5_000_000))\n"  # the warm-up: far more than the light loop below
              "print('ready', flush=True)\n"
              f"while not pathlib.Path({str(stop)!r}).exists():\n"
@@ -137,6 +137,33 @@ def test_callgrind_control_zeroes_and_dumps_a_running_process(tmp_path):
     assert 0 < after_zero < with_warm_up / 10
     with pytest.raises(RuntimeError, match="not detected"):  # gone: an error, not silence
         instructions.callgrind_control("-d", proc.pid)
+
+
+def test_the_server_counts_environment_serves_both_apps_through_a_wrapper(tmp_path):
+    """What --server runs under valgrind, run here through a shell wrapper that leaves a
+    mark: the embedded environment it builds serves /predict on both apps, with the
+    periodic work off."""
+    import urllib.request
+
+    from load_test.processes import Gunicorn
+
+    env = instructions.embedded_env(tmp_path)
+    assert env["SUPERVISOR_INTERVAL_SECONDS"] == "0"
+    assert float(env["EXPERIMENT_REFRESH_SECONDS"]) >= 1e6
+    body = json.dumps({"uid": "u1", "features": [17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776,
+                                                  0.3001, 0.1471, 0.2419, 0.07871]}).encode()
+    for app in (bench.BARE_APP, None):
+        mark = tmp_path / f"wrapped-{app is None}"
+        wrapper = ["sh", "-c", 'touch "$0" && exec "$@"', str(mark)]
+        with Gunicorn(env, workers=1, log_path=tmp_path / "server.log", app=app,
+                      wrapper=wrapper) as server:
+            request = urllib.request.Request(f"{server.url}/predict", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answer = json.loads(response.read())
+        assert mark.exists()
+        assert answer["score"] is not None and 0 <= answer["score"] <= 1
+        assert ("group" in answer) == (app is None)  # the full app answers with its group
 
 
 def test_the_instructions_child_runs_both_apps_natively():
