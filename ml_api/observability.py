@@ -6,11 +6,12 @@ stops once the response is built. Each logged request's event starts as a copy o
 event_log.REQUEST_EVENT in the WSGI environ, and views add their fields to it (one dict per
 request, from start to shipping). The request thread then only appends one tuple to a deque:
 no lock, no syscall. When PUBLISH_BATCH records are pending, the request thread that made it
-so publishes them, once gunicorn has sent its response, as structured events and Prometheus
-metrics (one histogram update per bucket touched, not per request); the event shipper's
-wake-up, every 0.2 s, takes whatever is pending under light traffic. (A gunicorn worker runs
-several request threads; locks on the request path, such as prometheus_client's process-wide
-one, made them stall each other and cost more than the whole A/B decision.)
+so publishes them as structured events, once gunicorn has sent its response; their latencies
+wait for the event shipper's wake-up (every 0.2 s) or /metrics, which publish whatever is
+pending and update Prometheus once for all of it (one histogram update per bucket touched,
+not per request: each update is a locked write to the worker's metrics file). (A gunicorn
+worker runs several request threads; locks on the request path, such as prometheus_client's
+process-wide one, made them stall each other and cost more than the whole A/B decision.)
 """
 from __future__ import annotations
 
@@ -95,6 +96,8 @@ class RequestObserver:
         self._events = events
         self._children = _Children()
         self._recorded: collections.deque[tuple] = collections.deque()
+        # Latencies by label set, published as events, not yet in Prometheus (drain lock).
+        self._latencies: dict[tuple, list[float]] = {}
         self._drain_lock = threading.Lock()
         self._drain_if_free = functools.partial(self.drain, wait=False)
 
@@ -126,13 +129,16 @@ class RequestObserver:
         return ClosingIterator(body, self._drain_if_free)
 
     def drain(self, wait: bool = True) -> None:
-        """Publish every pending record as events and metrics. Without `wait` (a request
-        thread, after its response) it returns at once when another thread is publishing:
-        that one, or the next, takes these records too. Only the thread holding the lock
-        touches the metrics and the event queue, so their own locks are never contended."""
+        """Publish every pending record as an event. With `wait` (the shipper's wake-up,
+        /metrics) it also brings Prometheus up to date; without it (a request thread, after
+        its response) it returns at once when another thread is publishing: that one, or
+        the next, takes these records too. Only the thread holding the lock touches the
+        metrics and the event queue, so their own locks are never contended."""
         if self._drain_lock.acquire(blocking=wait):
             try:
                 self._publish_pending()
+                if wait:
+                    self._update_metrics()
             finally:
                 self._drain_lock.release()
 
@@ -140,7 +146,7 @@ class RequestObserver:
         records = [self._recorded.popleft()  # requests append meanwhile, never remove
                    for _ in range(len(self._recorded))]
         # Latencies by everything a label needs; the counts are their lengths.
-        latencies: dict[tuple, list[float]] = {}
+        latencies = self._latencies
         for _, endpoint, status, latency, fields in records:
             # Label values only from served requests: a client's made-up experiment
             # names must not create time series.
@@ -154,12 +160,15 @@ class RequestObserver:
                 latencies[key] = [latency]
             else:
                 same.append(latency)
+        if records:
+            self._events.requests(records)
+
+    def _update_metrics(self) -> None:
+        latencies, self._latencies = self._latencies, {}
         for (endpoint, status, experiment, group, name, version), values in latencies.items():
             self._children.count((endpoint, experiment, group, str(status)), len(values))
             model = f"{name}@{version}" if name is not None else ""
             self._children.observe_many((endpoint, experiment, group, model), values)
-        if records:
-            self._events.requests(records)
         metrics.flush_deferred()
 
 

@@ -8,7 +8,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from load_test.inprocess import call
 from load_test.processes import free_port
+from ml_api import create_app, metrics, observability
 from tests.helpers import FEATURES, Gunicorn, settings_env
 from tests.listeners import StalledListener, TcpJsonLinesListener, UdpJsonListener
 
@@ -153,3 +155,30 @@ def test_observe_many_counts_as_observe_does_each_value():
     rows = {name: [row for row in rows if row[0] != "sum"] for name, rows in samples.items()}
     assert rows["many"] == rows["one"]
     assert rows["one"][0] == ("bucket", "0.001", 5)  # 0, 0.0005 and three times 0.001
+
+
+def predict_requests_counted() -> float:
+    text = metrics.render()[0].decode()
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == "ml_api_requests_total"
+               and sample.labels["endpoint"] == "/predict")
+
+
+def test_request_threads_publish_events_and_only_a_waiting_drain_updates_prometheus(
+        embedded_settings):
+    """The request that brings the pending records to PUBLISH_BATCH queues their events once
+    its response is closed; Prometheus is updated by the shipper's wake-up or /metrics
+    (drain() with wait), once for everything published since."""
+    app = create_app(embedded_settings)
+    shipper = app.extensions["ml_api"].request_events.shipper
+    shipper.wake_seconds = 1e9  # no wake-up during the test: only the requests publish
+    before = predict_requests_counted()
+    for i in range(observability.PUBLISH_BATCH):
+        call(app, f"batch-{i}")  # closes each response as a server does
+    assert len(shipper._queue) == observability.PUBLISH_BATCH  # the events, queued
+    assert predict_requests_counted() == before  # Prometheus not touched yet
+    app.wsgi_app.drain()  # what the wake-up and /metrics do
+    assert predict_requests_counted() == before + observability.PUBLISH_BATCH
+    app.wsgi_app.drain()  # counted once, not again
+    assert predict_requests_counted() == before + observability.PUBLISH_BATCH
