@@ -65,10 +65,15 @@ def collected(stderr: str) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def count(requests: int) -> dict[str, float]:
+def require_valgrind() -> str:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         sys.exit("valgrind is needed: apt-get install valgrind")
+    return valgrind
+
+
+def count(requests: int) -> dict[str, float]:
+    valgrind = require_valgrind()
     with tempfile.TemporaryDirectory(prefix="ml_api_callgrind_") as out:
         children = {
             name: subprocess.Popen(
@@ -118,21 +123,22 @@ def embedded_env(workdir: Path) -> dict[str, str]:
     from ml_api.training import train_demo_models
     from ml_api.wiring import init_database
 
+    from load_test.processes import settings_env
+
     models = workdir / "models"
     train_demo_models(models)
     settings = Settings(database_url=f"sqlite:///{workdir}/db.sqlite3", models_dir=models,
-                        spool_path=workdir / "spool.sqlite3", admin_token="instructions")
+                        spool_path=workdir / "spool.sqlite3", admin_token="instructions",
+                        experiment_refresh_seconds=1e9)
     init_database(settings)
-    return {"DATABASE_URL": settings.database_url, "MODELS_DIR": str(models),
-            "SPOOL_PATH": str(settings.spool_path), "ADMIN_TOKEN": settings.admin_token,
-            "EXPERIMENT_REFRESH_SECONDS": "1e9", "SUPERVISOR_INTERVAL_SECONDS": "0",
-            # A worker loading scikit-learn under valgrind takes longer than the 30 s after
-            # which the arbiter would replace it.
+    # A worker loading scikit-learn under valgrind takes longer than the 30 s after which
+    # the arbiter would replace it.
+    return {**settings_env(settings), "SUPERVISOR_INTERVAL_SECONDS": "0",
             "GUNICORN_CMD_ARGS": "--timeout 900"}
 
 
 def server_instructions(app: str | None, env: dict[str, str], home: Path, seconds: float,
-                        warmup: float, wrk: str) -> float:
+                        warmup: float, wrk: str, valgrind: str) -> float:
     """Instructions per answered request of one gunicorn worker under callgrind."""
     from load_test.bench import run_wrk
     from load_test.processes import Gunicorn
@@ -141,7 +147,7 @@ def server_instructions(app: str | None, env: dict[str, str], home: Path, second
     wrk_env = {"WRK_USERS": str(SERVER_USERS), "WRK_RUN": "instructions"}
     # Without --trace-children, callgrind_control does not find the forked worker
     # (valgrind 3.19).
-    wrapper = [shutil.which("valgrind"), "--tool=callgrind", "--trace-children=yes",
+    wrapper = [valgrind, "--tool=callgrind", "--trace-children=yes",
                f"--callgrind-out-file={home}/callgrind.%p"]
     server = Gunicorn(env, workers=1, log_path=home / "server.log", app=app, wrapper=wrapper)
     with server.start(timeout=900):
@@ -157,8 +163,7 @@ def server_instructions(app: str | None, env: dict[str, str], home: Path, second
 
 
 def count_server(seconds: float, warmup: float) -> dict[str, float]:
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is needed: apt-get install valgrind")
+    valgrind = require_valgrind()
     from load_test.bench import BARE_APP, ensure_wrk
 
     wrk = ensure_wrk()
@@ -166,7 +171,7 @@ def count_server(seconds: float, warmup: float) -> dict[str, float]:
             ThreadPoolExecutor(2) as pool:
         env = embedded_env(Path(out))
         futures = {name: pool.submit(server_instructions, app, env, Path(out) / name, seconds,
-                                     warmup, wrk)
+                                     warmup, wrk, valgrind)
                    for name, app in (("bare", BARE_APP), ("full", None))}
         return {name: future.result() for name, future in futures.items()}
 

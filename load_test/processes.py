@@ -21,6 +21,17 @@ SERVICE_VARIABLES = {"DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "MODELS_DIR", 
                      "SPOOL_PATH"}
 
 
+def settings_env(settings) -> dict[str, str]:
+    """Environment variables that reproduce these Settings in a child process."""
+    env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.effective_database_url,
+           "EXPERIMENT_REFRESH_SECONDS": str(settings.experiment_refresh_seconds),
+           "DEFAULT_EXPERIMENT": settings.default_experiment,
+           "ADMIN_TOKEN": settings.admin_token, "SPOOL_PATH": str(settings.spool_path)}
+    if settings.redis_url:
+        env.update(REDIS_URL=settings.redis_url, REDIS_PREFIX=settings.redis_prefix)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,6 +10,7 @@ import pytest
 from load_test import bench, instructions
 from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, REDIS_URL, \
     require_tool
+from tests.helpers import FEATURES
 
 
 def test_paired_ratios_take_the_median_of_each_rounds_ratio():
@@ -150,8 +151,7 @@ def test_the_server_counts_environment_serves_both_apps_through_a_wrapper(tmp_pa
     env = instructions.embedded_env(tmp_path)
     assert env["SUPERVISOR_INTERVAL_SECONDS"] == "0"
     assert float(env["EXPERIMENT_REFRESH_SECONDS"]) >= 1e6
-    body = json.dumps({"uid": "u1", "features": [17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776,
-                                                  0.3001, 0.1471, 0.2419, 0.07871]}).encode()
+    body = json.dumps({"uid": "u1", "features": FEATURES}).encode()
     for app in (bench.BARE_APP, None):
         mark = tmp_path / f"wrapped-{app is None}"
         wrapper = ["sh", "-c", 'touch "$0" && exec "$@"', str(mark)]
