@@ -16,6 +16,10 @@ def _admin():
     return current_app.extensions["ml_api"].admin
 
 
+def _body():
+    return read_json_body(request, current_app.extensions["ml_api"].settings.max_body_bytes)
+
+
 def _actor() -> str:
     """Who made the change, for the audit log: the X-Actor header, else "admin"."""
     actor = request.headers.get("X-Actor", "").strip()
@@ -35,7 +39,7 @@ def require_token() -> None:
 
 @admin.post("/experiments")
 def create_experiment() -> Response:
-    return json_response(_admin().create(read_json_body(request), _actor()), 201)
+    return json_response(_admin().create(_body(), _actor()), 201)
 
 
 @admin.get("/experiments")
@@ -50,7 +54,7 @@ def get_experiment(name: str) -> Response:
 
 @admin.patch("/experiments/<name>")
 def patch_experiment(name: str) -> Response:
-    return json_response(_admin().patch(name, read_json_body(request), _actor()))
+    return json_response(_admin().patch(name, _body(), _actor()))
 
 
 @admin.post("/experiments/<name>/<any(start, pause, stop):action>")
@@ -60,7 +64,7 @@ def transition(name: str, action: str) -> Response:
 
 @admin.post("/experiments/<name>/promote")
 def promote(name: str) -> Response:
-    return json_response(_admin().promote(name, read_json_body(request), _actor()))
+    return json_response(_admin().promote(name, _body(), _actor()))
 
 
 @admin.get("/experiments/<name>/results")

@@ -1,11 +1,16 @@
 """/predict, /health and /ready through the Flask app, on the embedded default and on the real
 Redis + MariaDB (each test runs on both)."""
+import io
 import json
 
 import pytest
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
 from tests.helpers import FEATURE_NAMES, FEATURES
 
+from ml_api.jsonio import read_body
 from ml_api.training import demo_dataset
 
 
@@ -133,6 +138,37 @@ def test_body_over_the_limit_is_413(client, services):
     assert response.status_code == 413
     assert response.get_json()["error"] == "request_entity_too_large"
     assert services.events.exposure_counts(services.catalog.get("demo").id) == {}
+
+
+class CountingReads(io.BytesIO):
+    def __init__(self, data):
+        super().__init__(data)
+        self.sizes = []
+
+    def read(self, size=-1):
+        self.sizes.append(size)
+        return super().read(size)
+
+
+@pytest.mark.parametrize("terminated", [False, True])
+def test_a_body_with_a_length_is_read_in_one_read_of_that_length(terminated):
+    # Under gunicorn (wsgi.input_terminated) werkzeug's get_data() reads 64 KiB at a time
+    # into new buffers, twice for a small body: read_body() reads exactly what was announced.
+    body = json.dumps({"uid": "a", "features": FEATURES}).encode()
+    environ = EnvironBuilder(method="POST", path="/predict", data=body,
+                             content_type="application/json").get_environ()
+    stream = CountingReads(body)
+    environ.update({"wsgi.input": stream, "wsgi.input_terminated": terminated})
+    assert read_body(Request(environ), 64 * 1024) == body
+    assert stream.sizes == [len(body)]
+
+
+def test_a_body_shorter_than_its_length_is_a_client_error():
+    environ = EnvironBuilder(method="POST", path="/predict", data=b'{"uid": "a"}',
+                             content_type="application/json").get_environ()
+    environ["CONTENT_LENGTH"] = "100"
+    with pytest.raises(ClientDisconnected):
+        read_body(Request(environ), 64 * 1024)
 
 
 @pytest.mark.parametrize("method,path,status,code", [

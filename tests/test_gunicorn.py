@@ -1,4 +1,5 @@
 """The service as it is deployed: gunicorn with its config file, 2 workers, real backends."""
+import json
 import subprocess
 import sys
 import threading
@@ -8,6 +9,8 @@ import requests
 from scipy import stats
 
 from tests.helpers import ROOT, FEATURES, Gunicorn, settings_env
+
+from ml_api.wiring import build_services
 
 N_UIDS = 10_000
 
@@ -49,6 +52,44 @@ def test_embedded_default_through_gunicorn(embedded_settings, tmp_path):
         again = ask_all(server.url, [f"e-{i}" for i in range(300)], threads=4)
     assert first == again
     assert set(first.values()) == {"control", "variation"}
+
+
+def test_body_limit_under_gunicorn_with_and_without_a_content_length(embedded_settings,
+                                                                    tmp_path):
+    """gunicorn marks wsgi.input as terminated: a body with a Content-Length is read by
+    its length, a chunked one through werkzeug's bounded reader. Both stop at the limit
+    with the JSON 413, and store nothing."""
+    env = {**settings_env(embedded_settings), "MAX_BODY_BYTES": "4096"}
+    small = json.dumps({"uid": "chunked-small", "features": FEATURES}).encode()
+    huge = json.dumps({"uid": "too-big", "features": FEATURES, "pad": "x" * 10_000}).encode()
+    headers = {"Content-Type": "application/json"}
+
+    def chunked(data):  # a generator body: requests sends it chunked, with no length
+        yield from (data[i:i + 1000] for i in range(0, len(data), 1000))
+
+    with Gunicorn(env, workers=1, log_path=tmp_path / "g.log") as server, \
+            requests.Session() as session:
+        url = f"{server.url}/predict"
+        answers = {
+            "length, small": session.post(url, data=small.replace(b"chunked", b"length"),
+                                          headers=headers, timeout=10),
+            "length, huge": session.post(url, data=huge, headers=headers, timeout=10),
+            "chunked, small": session.post(url, data=chunked(small), headers=headers,
+                                           timeout=10),
+            "chunked, huge": session.post(url, data=chunked(huge), headers=headers,
+                                          timeout=10),
+        }
+        # The connection still serves after a refused body.
+        after = session.post(url, json={"uid": "after", "features": FEATURES}, timeout=10)
+    assert {name: r.status_code for name, r in answers.items()} == {
+        "length, small": 200, "length, huge": 413, "chunked, small": 200, "chunked, huge": 413}
+    for name in ("length, huge", "chunked, huge"):
+        assert answers[name].headers["Content-Type"] == "application/json"
+        assert answers[name].json()["error"] == "request_entity_too_large"
+    assert after.status_code == 200
+    services = build_services(embedded_settings)
+    experiment = services.catalog.get("demo")
+    assert sum(services.events.exposure_counts(experiment.id).values()) == 3
 
 
 def test_tampered_model_stops_the_start_with_a_clear_message(embedded_settings, tmp_path):
