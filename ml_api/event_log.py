@@ -128,6 +128,7 @@ class EventShipper:
         self._wakeup = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._in_flight = 0  # events taken from the queue and not yet sent or given back
         self.sent = 0
         self.dropped = 0
         _SHIPPERS.add(self)
@@ -176,7 +177,7 @@ class EventShipper:
                                                     daemon=True)
                     self._thread.start()
 
-    def _run_wake_hooks(self) -> None:
+    def run_wake_hooks(self) -> None:
         for hook in self._wake_hooks:
             try:
                 hook()
@@ -186,6 +187,7 @@ class EventShipper:
     def _take_batch(self) -> list[bytes]:
         with self._lock:
             count = min(self._batch_size, len(self._queue))
+            self._in_flight = count
             return [self._queue.popleft() for _ in range(count)]
 
     def _give_back(self, batch: list[bytes]) -> None:
@@ -204,7 +206,7 @@ class EventShipper:
         while True:
             self._wakeup.wait(timeout=self.wake_seconds)
             self._wakeup.clear()
-            self._run_wake_hooks()
+            self.run_wake_hooks()
             if self._on_tick and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self._tick_seconds
                 self._on_tick()
@@ -215,23 +217,27 @@ class EventShipper:
                 try:
                     self.transport.send(batch, use_logging=False)
                     self.sent += len(batch)
+                    self._in_flight = 0
                     backoff = 0.1
                 except Exception as exc:  # any transport failure: keep the events, wait, retry
                     self._give_back(batch)
+                    self._in_flight = 0
                     log.debug("event shipping failed, retrying in %.1fs: %s", backoff, exc)
                     time.sleep(backoff)
                     backoff = min(backoff * 2, self._backoff_max)
                     break
 
     def flush(self, timeout: float = 10) -> bool:
-        """Run the wake hooks here, then wait until the queue is empty (tests, shutdown);
-        False on timeout."""
-        self._run_wake_hooks()
+        """Run the wake hooks here, then wait until every queued event has been sent, the
+        batch being sent included (tests, shutdown); False on timeout."""
+        self.run_wake_hooks()
+        if self._queue:
+            self.ensure_running()
         deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
+        while (self._queue or self._in_flight) and time.monotonic() < deadline:
             self._wakeup.set()
             time.sleep(0.01)
-        return not self._queue
+        return not (self._queue or self._in_flight)
 
 
 UID_HASH_CACHE = 100_000  # uids whose hash a process remembers
@@ -298,6 +304,14 @@ class RequestEvents:
                 self._uid_hashes.clear()
             cached = self._uid_hashes[uid] = uid_field(uid, "hashed", self._uid_salt)
         return cached
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Send everything this process holds (a worker's exit): the pending request records
+        as events (the shipper's wake hooks), the last metric window, then the queue; False
+        when the transport did not take it all within `timeout`."""
+        self.shipper.run_wake_hooks()
+        self.emit_metrics()
+        return self.shipper.flush(timeout)
 
     def emit_metrics(self) -> None:
         """One metric event per endpoint for the window since the last call."""

@@ -69,3 +69,14 @@ def post_worker_init(worker):
     about every 40,000 requests under `make bench`) to re-check the whole heap."""
     gc.collect()
     gc.freeze()
+
+
+def worker_exit(server, worker):
+    """A worker that stops (deploy, restart, SIGTERM) first writes out what it holds only in
+    memory: the events and metrics of its last requests (up to a shipper wake-up's worth:
+    without this, a stop right after a burst lost all of them), its health counts, its
+    queued shadow predictions."""
+    app = getattr(worker, "wsgi", None)
+    services = getattr(app, "extensions", {}).get("ml_api")
+    if services is not None:  # the benchmark's bare app has none
+        services.drain()

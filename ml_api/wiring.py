@@ -1,6 +1,7 @@
 """The one place that builds the service's parts from Settings and connects them."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .cache import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
@@ -18,10 +19,12 @@ from .settings import Settings
 from .shadow import ShadowRunner
 from .spool import Spool
 from .sticky import StickyAssigner
-from .storage import SqlStore, make_engine, schema_is_current, upgrade_schema
+from .storage import SqlStore, make_engine, schema_is_current, upgrade_schema, utcnow
 from .supervisor import ExperimentSupervisor
 from .strategies import BANDITS, with_live_weights
 from .training import CONTROL_KEY, VARIATION_KEY
+
+log = logging.getLogger(__name__)
 
 ASSIGNMENT_TTL_SECONDS = 90 * 24 * 3600
 
@@ -46,6 +49,20 @@ class Services:
     supervisor: ExperimentSupervisor
     request_events: RequestEvents
     spool: Spool
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Write out what this process holds only in memory, before it exits (gunicorn's
+        worker_exit): queued shadow predictions, the per-variant health counts (to the
+        database; kept for a later flush if it is down), and the pending request records
+        as events and metrics. Each step bounded by `timeout`."""
+        self.supervisor.stop()
+        try:
+            self.shadow.drain(timeout)
+        except TimeoutError:
+            log.warning("shadow predictions still queued at exit were not recorded")
+        self.health.flush(self.events, utcnow())
+        if not self.request_events.flush(timeout):
+            log.warning("request events not sent within %.0f s of the worker's exit", timeout)
 
     def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for each dependency /ready checks."""

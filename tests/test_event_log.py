@@ -58,3 +58,41 @@ def test_the_shipper_wakes_early_only_for_a_queue_half_full():
     assert [line.strip() for line in transport.lines] == [
         b'{"n":%d}' % n for n in range(50)]
     assert shipper.dropped == 0
+
+
+class SlowTransport(RecordingTransport):
+    """Takes each batch off the queue, then needs a while to deliver it."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+        self.sending = threading.Event()
+
+    def send(self, events, use_logging=False):
+        self.sending.set()
+        time.sleep(self.seconds)
+        super().send(events)
+
+
+def test_flush_waits_for_the_batch_being_sent_not_only_for_an_empty_queue():
+    transport = SlowTransport(0.5)
+    shipper = EventShipper(transport, wake_seconds=30)
+    shipper.emit_many([{"n": n} for n in range(3)])
+    shipper.flush(timeout=0.05)  # wakes the shipper, which takes the batch and sends it
+    assert transport.sending.wait(5)
+    assert not shipper._queue  # the queue is empty, the events not yet delivered
+    assert shipper.flush(timeout=5)
+    assert len(transport.lines) == 3
+
+
+def test_flush_gives_up_after_its_timeout_when_the_transport_fails():
+    class Down:
+        def send(self, events, use_logging=False):
+            raise OSError("connection refused")
+
+    shipper = EventShipper(Down(), wake_seconds=30)
+    shipper.emit({"n": 1})
+    started = time.monotonic()
+    assert shipper.flush(timeout=0.5) is False
+    assert time.monotonic() - started < 3
+    assert shipper.dropped == 0  # kept for a later attempt, not lost

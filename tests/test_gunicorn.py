@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 import threading
+from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -90,6 +91,30 @@ def test_body_limit_under_gunicorn_with_and_without_a_content_length(embedded_se
     services = build_services(embedded_settings)
     experiment = services.catalog.get("demo")
     assert sum(services.events.exposure_counts(experiment.id).values()) == 3
+
+
+def test_a_stopping_worker_writes_out_its_last_requests_events_and_health(
+        embedded_settings, tmp_path):
+    """Stopped right after a few requests (fewer than a publishing batch, before the
+    shipper's wake-up), a worker still writes their events, its metric window and its
+    health counts (the supervisor, which would write those, is off here) before it exits."""
+    log = tmp_path / "g.log"
+    with Gunicorn(settings_env(embedded_settings), workers=1, log_path=log) as server, \
+            requests.Session() as session:
+        for i in range(5):
+            response = session.post(f"{server.url}/predict",
+                                    json={"uid": f"last-{i}", "features": FEATURES}, timeout=10)
+            assert response.status_code == 200
+    events = [json.loads(line) for line in log.read_text().splitlines()
+              if line.startswith("{")]
+    requests_logged = [e for e in events if e["event_type"] == "request"]
+    assert len(requests_logged) == 5
+    assert [e["requests"] for e in events
+            if e["event_type"] == "metric" and e["endpoint"] == "/predict"] == [5]
+    services = build_services(embedded_settings)
+    experiment = services.catalog.get("demo")
+    health = services.events.health_since(experiment.id, datetime(2000, 1, 1))
+    assert sum(entry["requests"] for entry in health.values()) == 5
 
 
 def test_tampered_model_stops_the_start_with_a_clear_message(embedded_settings, tmp_path):
