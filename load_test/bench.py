@@ -29,7 +29,7 @@ from pathlib import Path
 import pymysql
 import redis
 
-from load_test.processes import ROOT, Gunicorn
+from load_test.processes import ROOT, Gunicorn, settings_env
 from ml_api.settings import Settings
 from ml_api.training import train_demo_models
 from ml_api.payloads import PredictRequest
@@ -263,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     wrk_env = {"WRK_USERS": str(args.users), "WRK_RUN": run_id,
                "WRK_NEW_SHARE": str(args.new_share)}
     with bench_backends(args.mysql_root, args.redis_url) as settings:
-        env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.database_url,
-               "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix,
-               "SPOOL_PATH": str(settings.spool_path), "ADMIN_TOKEN": settings.admin_token}
+        env = settings_env(settings)
         if args.gunicorn_threads:
             env["GUNICORN_THREADS"] = str(args.gunicorn_threads)
         full = Gunicorn(env, workers=args.workers, log_path=args.out / "full.log").start()

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from load_test.bench import bench_backends
-from load_test.processes import ROOT, Gunicorn
+from load_test.processes import ROOT, Gunicorn, settings_env
 from ml_api.event_store import EventStore
 from ml_api.storage import SHARDS
 
@@ -102,9 +102,7 @@ def main(argv=None) -> int:
         with bulk_engine.connect() as conn:
             experiment_id = conn.execute(text("SELECT id FROM experiments WHERE name='demo'")
                                          ).scalar()
-        env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.database_url,
-               "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix,
-               "SPOOL_PATH": str(settings.spool_path), "ADMIN_TOKEN": settings.admin_token}
+        env = settings_env(settings)
         with Gunicorn(env, workers=2, log_path=args.out / "results.log") as server:
             recorded = 0
             for size in sizes:

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from load_test.bench import bench_backends
-from load_test.processes import ROOT, Gunicorn
+from load_test.processes import ROOT, Gunicorn, settings_env
 
 TOKEN = "load-token"
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
@@ -59,9 +59,7 @@ def main(argv=None) -> int:
     report = args.out / f"locust-{stamp}.json"
     with bench_backends("mysql+pymysql://root:@127.0.0.1:3306",
                         "redis://127.0.0.1:6379/0") as settings:
-        env = {"MODELS_DIR": str(settings.models_dir), "DATABASE_URL": settings.database_url,
-               "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix,
-               "SPOOL_PATH": str(settings.spool_path), "ADMIN_TOKEN": TOKEN,
+        env = {**settings_env(settings), "ADMIN_TOKEN": TOKEN,
                "LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": "9"}
         with Gunicorn(env, workers=args.workers, log_path=args.out / f"locust-{stamp}.log") \
                 as server:
