@@ -228,9 +228,14 @@ class EventShipper:
                     break
 
     def flush(self, timeout: float = 10) -> bool:
-        """Run the wake hooks here, then wait until every queued event has been sent, the
-        batch being sent included (tests, shutdown); False on timeout."""
+        """Run the wake hooks here, then wait until every queued event has been sent (tests,
+        shutdown); False on timeout."""
         self.run_wake_hooks()
+        return self.wait_sent(timeout)
+
+    def wait_sent(self, timeout: float) -> bool:
+        """Wait until every queued event has been sent, the batch being sent included;
+        False on timeout."""
         if self._queue:
             self.ensure_running()
         deadline = time.monotonic() + timeout
@@ -311,7 +316,7 @@ class RequestEvents:
         when the transport did not take it all within `timeout`."""
         self.shipper.run_wake_hooks()
         self.emit_metrics()
-        return self.shipper.flush(timeout)
+        return self.shipper.wait_sent(timeout)
 
     def emit_metrics(self) -> None:
         """One metric event per endpoint for the window since the last call."""
