@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench services train init-db clean
+.PHONY: run test bench locust services train init-db clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ init-db: train
 run: export ADMIN_TOKEN ?= dev-admin-token
 run: init-db
 	$(BIN)/gunicorn -c ml_api/gunicorn_conf.py
+
+# Locust's web UI on http://127.0.0.1:8089, aimed at `make run` (start that first);
+# LOCUST_HOST aims it elsewhere, LOCUST_ARGS adds Locust's own options.
+locust: export ADMIN_TOKEN ?= dev-admin-token
+locust: $(VENV)/.test-deps
+	$(BIN)/locust -f load_test/locustfile.py --host $(or $(LOCUST_HOST),http://127.0.0.1:5000) \
+	  $(LOCUST_ARGS)
 
 services:
 	bash tests/ensure-services.sh

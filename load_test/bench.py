@@ -89,6 +89,22 @@ def bench_backends(mysql_root: str, redis_url: str):
         shutil.rmtree(models, ignore_errors=True)
 
 
+@contextmanager
+def embedded_backends():
+    """The embedded default (a SQLite file, each worker's in-process cache) in a temporary
+    folder, with trained models; all removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="ml_api_embedded_"))
+    try:
+        train_demo_models(folder)
+        settings = Settings(database_url=f"sqlite:///{folder / 'ml_api.sqlite3'}",
+                            models_dir=folder, spool_path=folder / "spool.sqlite3",
+                            admin_token="bench")
+        init_database(settings)
+        yield settings
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def assign_returning_users(settings: Settings, run_id: str, users: int) -> None:
     """First assignment of every returning uid, through the service's own code path."""
     services = build_services(settings)

@@ -86,6 +86,7 @@ def check_results(environment, **_):
     summary = {v["name"]: (v["exposures"], v["converting_uids"]) for v in results["variants"]}
     print(f"experiment {EXPERIMENT['name']}: {summary}; decision: {decision['outcome']} "
           f"{decision.get('winner') or ''} ({decision['message']})")
+    best = max(RATES, key=RATES.get)
     report = os.environ.get("LOAD_REPORT")
     if report:  # what this run sent, for comparing with what the database recorded
         # A request in flight when the run stops may or may not have reached the server, so
@@ -93,8 +94,7 @@ def check_results(environment, **_):
         Path(report).write_text(json.dumps({
             "experiment": EXPERIMENT["name"], "uids_answered": len(SEEN),
             "uids_sent": len(ASKED), "conversions_accepted": len(ACCEPTED),
-            "conversions_sent": len(CONVERTED), "results": results}))
-    best = max(RATES, key=RATES.get)
+            "conversions_sent": len(CONVERTED), "true_best": best, "results": results}))
     if decision["outcome"] == "winner" and decision["winner"] != best:
         print(f"FAILED: the results name {decision['winner']}, the true best is {best}")
         environment.process_exit_code = 1

@@ -1,14 +1,17 @@
-"""A headless Locust run against gunicorn on the real Redis and MariaDB, with optional restarts
-of Redis and MariaDB in the middle, and a count of what the database recorded against what the
+"""A headless Locust run against gunicorn on the real Redis and MariaDB (or, with --embedded, on
+the embedded default: SQLite and each worker's in-process cache), with optional restarts of
+Redis and MariaDB in the middle, and a count of what the database recorded against what the
 load test sent.
 
     python -m load_test.run_locust --users 200 --duration 60
+    python -m load_test.run_locust --users 200 --duration 60 --embedded
     python -m load_test.run_locust --users 100 --duration 600 --restart-redis-at 200 \\
         --restart-mysql-at 400            # the soak of the README's reliability section
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from load_test.bench import bench_backends
+from load_test.bench import bench_backends, embedded_backends
 from load_test.processes import ROOT, Gunicorn, settings_env
 
 TOKEN = "load-token"
@@ -49,16 +52,21 @@ def main(argv=None) -> int:
     parser.add_argument("--spawn-rate", type=int, default=50)
     parser.add_argument("--duration", type=int, default=60, help="seconds")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--embedded", action="store_true",
+                        help="SQLite and in-process caches instead of MariaDB and Redis")
     parser.add_argument("--restart-redis-at", type=float, help="seconds into the run")
     parser.add_argument("--restart-mysql-at", type=float, help="seconds into the run")
     parser.add_argument("--down-seconds", type=float, default=30)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
+    if args.embedded and (args.restart_redis_at is not None or args.restart_mysql_at is not None):
+        parser.error("--embedded runs without Redis and MariaDB: nothing to restart")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     report = args.out / f"locust-{stamp}.json"
-    with bench_backends("mysql+pymysql://root:@127.0.0.1:3306",
-                        "redis://127.0.0.1:6379/0") as settings:
+    backends = embedded_backends() if args.embedded else bench_backends(
+        "mysql+pymysql://root:@127.0.0.1:3306", "redis://127.0.0.1:6379/0")
+    with backends as settings:
         env = {**settings_env(settings), "ADMIN_TOKEN": TOKEN,
                "LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": "9"}
         with Gunicorn(env, workers=args.workers, log_path=args.out / f"locust-{stamp}.log") \
@@ -91,17 +99,27 @@ def main(argv=None) -> int:
                                           "experiment_id = :e"), {"e": experiment_id}).scalar()
             outcomes = conn.execute(text("SELECT COUNT(*) FROM outcomes WHERE "
                                          "experiment_id = :e"), {"e": experiment_id}).scalar()
+        engine.dispose()
+    with open(args.out / f"locust-{stamp}_stats.csv") as stats:
+        total = next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
     print(run.stdout[-2500:] + run.stderr[-2500:])
-    summary = {"users": args.users, "duration_s": args.duration, "locust_exit": run.returncode,
+    summary = {"backends": "embedded" if args.embedded else "real",
+               "users": args.users, "duration_s": args.duration, "locust_exit": run.returncode,
+               "requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
+               "requests_per_s": round(float(total["Requests/s"]), 1),
+               "p50_ms": float(total["50%"]), "p99_ms": float(total["99%"]),
                "uids_answered": sent["uids_answered"], "uids_sent": sent["uids_sent"],
                "exposures_recorded": exposures,
                "conversions_accepted": sent["conversions_accepted"],
                "conversions_sent": sent["conversions_sent"], "outcomes_recorded": outcomes,
-               "decision": sent["results"]["decision"]}
+               "decision": sent["results"]["decision"], "true_best": sent["true_best"]}
     print(json.dumps(summary, indent=2))
     (args.out / f"locust-{stamp}-summary.json").write_text(json.dumps(summary, indent=2))
-    # Nothing answered is lost; nothing is recorded that was not sent.
-    ok = (run.returncode == 0
+    # No failure; the results name the group given the higher true rate; nothing answered is
+    # lost and nothing is recorded that was not sent.
+    decision = sent["results"]["decision"]
+    ok = (run.returncode == 0 and summary["failures"] == 0
+          and decision["outcome"] == "winner" and decision["winner"] == sent["true_best"]
           and sent["uids_answered"] <= exposures <= sent["uids_sent"]
           and sent["conversions_accepted"] <= outcomes <= sent["conversions_sent"])
     return 0 if ok else 1

@@ -227,6 +227,11 @@ class EventShipper:
                     backoff = min(backoff * 2, self._backoff_max)
                     break
 
+    @property
+    def pending(self) -> int:
+        """Events queued or being sent, not yet sent."""
+        return len(self._queue) + self._in_flight
+
     def flush(self, timeout: float = 10) -> bool:
         """Run the wake hooks here, then wait until every queued event has been sent (tests,
         shutdown); False on timeout."""

@@ -62,7 +62,8 @@ class Services:
             log.warning("shadow predictions still queued at exit were not recorded")
         self.health.flush(self.events, utcnow())
         if not self.request_events.flush(timeout):
-            log.warning("request events not sent within %.0f s of the worker's exit", timeout)
+            log.warning("%d request events not sent within %.0f s of the worker's exit, lost",
+                        self.request_events.shipper.pending, timeout)
 
     def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for each dependency /ready checks."""

@@ -81,8 +81,9 @@ def test_flush_waits_for_the_batch_being_sent_not_only_for_an_empty_queue():
     shipper.flush(timeout=0.05)  # wakes the shipper, which takes the batch and sends it
     assert transport.sending.wait(5)
     assert not shipper._queue  # the queue is empty, the events not yet delivered
+    assert shipper.pending == 3
     assert shipper.flush(timeout=5)
-    assert len(transport.lines) == 3
+    assert len(transport.lines) == 3 and shipper.pending == 0
 
 
 def test_flush_gives_up_after_its_timeout_when_the_transport_fails():
@@ -95,4 +96,4 @@ def test_flush_gives_up_after_its_timeout_when_the_transport_fails():
     started = time.monotonic()
     assert shipper.flush(timeout=0.5) is False
     assert time.monotonic() - started < 3
-    assert shipper.dropped == 0  # kept for a later attempt, not lost
+    assert shipper.dropped == 0 and shipper.pending == 1  # kept for a later attempt

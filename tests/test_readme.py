@@ -27,7 +27,7 @@ def test_quickstart_curl_gets_a_real_prediction(embedded_settings, tmp_path):
 
 def test_readme_names_the_two_commands_the_makefile_has():
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("run", "test", "bench", "init-db"):
+    for target in ("run", "test", "bench", "locust", "init-db"):
         assert f"make {target}" in README
         assert re.search(rf"^{target}:", makefile, flags=re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
