@@ -279,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     wrk_env = {"WRK_USERS": str(args.users), "WRK_RUN": run_id,
                "WRK_NEW_SHARE": str(args.new_share)}
     with bench_backends(args.mysql_root, args.redis_url) as settings:
+        backends = {"database": settings.database_url.rsplit("/", 1)[1],
+                    "redis_prefix": settings.redis_prefix}  # removed at the end, as they say
         env = settings_env(settings)
         if args.gunicorn_threads:
             env["GUNICORN_THREADS"] = str(args.gunicorn_threads)
@@ -325,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": f"{args.workers} gunicorn workers, wrk -t{args.threads} -c{args.connections} "
                   f"{args.duration:g}s x {args.rounds} rounds, {args.users} returning uids, "
                   f"new share {args.new_share:g}, real Redis + MariaDB, {os.cpu_count()} cores",
+        "backends": backends,
         "targets": targets,
         "ratios": paired_ratios(runs["bare"], runs["full"]),
         "warm_up_runs": warm_up_runs,

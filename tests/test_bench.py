@@ -7,6 +7,7 @@ import time
 
 import pymysql
 import pytest
+import redis
 from load_test import bench, instructions
 from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, REDIS_URL, \
     require_tool
@@ -70,7 +71,6 @@ def bench_databases() -> set[str]:
 
 def test_bench_writes_its_summary_and_cleans_up(mysql_server, redis_prefix, tmp_path):
     require_tool("wrk", "wrk")
-    before = bench_databases()
     mysql_root = f"mysql+pymysql://{MYSQL_USER}:{MYSQL_PASSWORD}@{MYSQL_HOST}:{MYSQL_PORT}"
     assert bench.main(["--duration", "1", "--rounds", "2", "--warmup", "1", "--users", "50",
                        "--sweep", "1", "--mysql-root", mysql_root, "--redis-url", REDIS_URL,
@@ -89,7 +89,12 @@ def test_bench_writes_its_summary_and_cleans_up(mysql_server, redis_prefix, tmp_
     assert 0 <= targets["POST /predict (full A/B path)"]["memory_tier_miss_share"] < 0.5
     assert [row["workers"] for row in summary["scaling"]] == [1]
     assert summary["scaling"][0]["rps"] > 0
-    assert bench_databases() <= before  # its own database is gone
+    # Its own database and Redis keys are gone (other runs may have theirs meanwhile).
+    assert summary["backends"]["database"].startswith("ml_api_bench_")
+    assert summary["backends"]["database"] not in bench_databases()
+    leftover = redis.Redis.from_url(REDIS_URL).scan_iter(
+        match=f"{summary['backends']['redis_prefix']}*")
+    assert next(leftover, None) is None
 
 
 def test_callgrind_counts_only_the_loop_that_instructions_measures():
