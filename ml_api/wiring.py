@@ -41,6 +41,7 @@ class Services:
     events: EventStore
     cache: AssignmentCache | None
     catalog: ExperimentCatalog
+    assigner: StickyAssigner
     prediction: PredictionService
     outcomes: OutcomeService
     admin: ExperimentAdmin
@@ -138,7 +139,7 @@ def build_services(settings: Settings) -> Services:
     admin = ExperimentAdmin(store, events, registry, catalog)
     return Services(
         settings=settings, registry=registry, store=store, events=events, cache=cache,
-        catalog=catalog,
+        catalog=catalog, assigner=assigner,
         prediction=PredictionService(catalog, assigner, registry, settings.default_experiment,
                                      shadow, health),
         outcomes=OutcomeService(catalog, events, settings.default_experiment, assigner, spool),

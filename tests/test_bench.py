@@ -8,7 +8,7 @@ import time
 import pymysql
 import pytest
 import redis
-from load_test import bench, instructions
+from load_test import bench, instructions, stages
 from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, REDIS_URL, \
     require_tool
 from tests.helpers import FEATURES
@@ -186,3 +186,34 @@ def test_the_cache_polluter_writes_one_byte_per_cache_line():
     assert len(lines) == 0.25 * 2**20 / 64 and set(lines) == {1}
     assert set(polluter._buffer[1:CachePolluter.LINE]) == {0}  # only one byte per line
     assert polluter.cpu_us(10) > 0
+
+
+def test_stages_times_each_part_inside_real_requests(mysql_server, redis_prefix, tmp_path):
+    """load_test.stages, a short run: every timer it puts in place is reached by a request
+    (a renamed or bypassed function would leave its part at zero and its cost in a parent's
+    'own lines'), no part comes out negative, and every function is unwrapped afterwards."""
+    from ml_api import jsonio, payloads, prediction, routes
+    from ml_api.prediction import PredictionResult
+
+    before = (routes.read_json_body, routes.parse_predict_request, routes.json_response,
+              prediction.feature_row, PredictionResult.to_dict)
+    assert stages.main(["--rounds", "2", "--calls", "300", "--out", str(tmp_path),
+                        "--mysql-root", f"mysql+pymysql://{MYSQL_USER}:{MYSQL_PASSWORD}@"
+                        f"{MYSQL_HOST}:{MYSQL_PORT}", "--redis-url", REDIS_URL]) == 0
+    summary = json.loads(next(tmp_path.glob("stages-*.json")).read_text())
+    assert summary["timers_hit"] == sorted(
+        ["flask", "view", "body", "validate", "prediction", "experiment", "features",
+         "assignment", "model", "health", "response", "middleware", "publishing"])
+    parts = summary["parts_us"]
+    assert len(parts) == 16 and all(value >= 0 for value in parts.values()), parts
+    assert parts["model: the group's, fast path (50/50 logistic regression, gradient boosting)"] > 0
+    whole = summary["whole_request_us"]
+    assert whole["full app, returning uid"] > 0 and whole["bare endpoint (same models, " \
+        "alternating)"] > 0
+    loop = summary["sometimes"]
+    assert loop["model alone in a loop, variation through scikit-learn's predict_proba (µs)"] > \
+        loop["model alone in a loop, variation, fast path (µs)"]
+    assert before == (routes.read_json_body, routes.parse_predict_request, routes.json_response,
+                      prediction.feature_row, PredictionResult.to_dict)
+    assert routes.read_json_body is jsonio.read_json_body
+    assert prediction.feature_row is payloads.feature_row

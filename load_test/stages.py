@@ -1,0 +1,254 @@
+"""Where a /predict request's time goes: each part of the full path timed inside real requests,
+next to the whole request through the full app and the bare endpoint.
+
+    python -m load_test.stages [--rounds 5] [--calls 20000] [--out bench-results]
+
+One thread, in this process, no HTTP server: the full app is called as a WSGI app (as
+`load_test.inprocess` does) for returning uids, on the real Redis and MariaDB (a private
+database and key prefix, removed afterwards), its events encoded and then discarded. Timers
+wrap the project's own functions in place (the view, the body reader, the validation, the
+catalog, the assigner, each model, the health recorder, the response, the middleware and
+its publishing), so each part is timed with the caches as a request leaves them, not hot in
+a loop of its own (the prediction service alone costs about 10 µs in a loop and 20 µs inside
+requests). What a part's timer does not cover is its parent's own lines; Flask and werkzeug
+are the Flask app's time less the view's; the harness (what a server does: the environ, the
+body stream, reading and closing the response) is the request's wall time less the
+middleware's and the publishing's. So the parts up to the harness add up to the timed
+request's wall time. Background threads (the event shipper's wake-ups: Prometheus and
+sending; the catalog's reload; the supervisor) are the process's CPU time less this
+thread's, on top. Each figure is the median over rounds. The timers cost time of their own
+(15 a request), spread over their parents: the whole request is also timed without them,
+and the bare endpoint beside it. Gunicorn's share is not here: `make bench` reports the
+workers' CPU per request under load, and `python -m load_test.instructions --server` counts
+gunicorn's instructions.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import itertools
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from load_test.inprocess import _Nowhere, call
+from load_test.processes import ROOT
+
+USERS = 2000
+
+
+class Timers:
+    """Wall time (ns) per name, for functions wrapped in place; restore() unwraps them all."""
+
+    def __init__(self):
+        self.ns: collections.Counter[str] = collections.Counter()
+        self._undo: list = []
+
+    def wrap(self, name: str, fn):
+        ns, clock = self.ns, time.perf_counter_ns
+
+        def timed(*args, **kwargs):
+            started = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                ns[name] += clock() - started
+        return timed
+
+    def patch(self, owner, attribute: str, name: str) -> None:
+        """Time owner.attribute (a module's, a class's or an object's) under `name`."""
+        own = vars(owner).get(attribute)  # None: a method the object gets from its class
+        setattr(owner, attribute, self.wrap(name, getattr(owner, attribute)))
+        self._undo.append((owner, attribute, own))
+
+    def patch_item(self, mapping: dict, key: str, name: str) -> None:
+        self._undo.append((mapping, key, mapping[key]))
+        mapping[key] = self.wrap(name, mapping[key])
+
+    def restore(self) -> None:
+        for owner, attribute, own in reversed(self._undo):
+            if isinstance(owner, dict):
+                owner[attribute] = own
+            elif own is None:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, own)
+        self._undo.clear()
+
+
+def instrument(app, services) -> Timers:
+    """Timers around the parts of the full app's /predict path."""
+    from ml_api import prediction, routes
+    from ml_api.prediction import PredictionResult
+    from ml_api.training import CONTROL_KEY, VARIATION_KEY
+
+    timers = Timers()
+    observer = app.wsgi_app  # the observability middleware around Flask
+    timers.patch(observer, "_app", "flask")  # Flask's wsgi_app, the view included
+    timers.patch(observer, "_drain_if_free", "publishing")
+    timers.patch(app, "wsgi_app", "middleware")
+    timers.patch_item(app.view_functions, "api.predict", "view")
+    for module, attribute, name in (
+            (routes, "read_json_body", "body"), (routes, "parse_predict_request", "validate"),
+            (routes, "json_response", "response"), (prediction, "feature_row", "features")):
+        timers.patch(module, attribute, name)
+    timers.patch(PredictionResult, "to_dict", "response")
+    timers.patch(services.prediction, "predict", "prediction")
+    timers.patch(services.catalog, "get", "experiment")
+    timers.patch(services.assigner, "assign", "assignment")
+    timers.patch(services.health, "record", "health")
+    for key in (CONTROL_KEY, VARIATION_KEY):
+        timers.patch(services.registry.get(key), "predict", "model")
+    return timers
+
+
+def attribute(ns: dict[str, float], requests: int, background_us: float) -> dict[str, float]:
+    """Per request µs of each part: children taken out of their parents."""
+    us = {name: value / requests / 1000 for name, value in ns.items()}
+    get = lambda name: us.get(name, 0.0)  # noqa: E731
+    service_parts = ("experiment", "features", "assignment", "model", "health")
+    view_parts = ("body", "validate", "prediction", "response")
+    parts = {
+        "Flask and werkzeug: request and response objects, routing, contexts":
+            get("flask") - get("view"),
+        "reading the body: content type, wsgi.input, orjson": get("body"),
+        "validating the request: uid, features": get("validate"),
+        "experiment lookup (the worker's catalog)": get("experiment"),
+        "feature row, checked against the model's features": get("features"),
+        "sticky assignment (a returning uid: the worker's memory tier)": get("assignment"),
+        "model: the group's, fast path (50/50 logistic regression, gradient boosting)":
+            get("model"),
+        "variant health record (latency histogram)": get("health"),
+        "prediction service's own lines: request id, result, timing":
+            get("prediction") - sum(get(p) for p in service_parts),
+        "response: result to JSON (orjson) and a Response": get("response"),
+        "view's own lines: the event's fields, timing": get("view") - sum(get(p) for p in
+                                                                          view_parts),
+        "observability in the request: middleware timer and record": get("middleware")
+            - get("flask"),
+        "observability: publishing events, every 16th request (per request)": get("publishing"),
+        "background threads: shipper (Prometheus, sending), catalog reload, supervisor":
+            background_us,
+    }
+    return {name: round(value, 2) for name, value in parts.items()}
+
+
+def measure(settings, rounds: int, calls: int) -> dict:
+    from load_test.bare_app import create_bare_app
+    from ml_api import create_app
+    from ml_api.training import CONTROL_KEY, VARIATION_KEY
+
+    full = create_app(settings)
+    services = full.extensions["ml_api"]
+    services.request_events.shipper.transport = _Nowhere()
+    os.environ["MODELS_DIR"] = str(settings.models_dir)
+    bare = create_bare_app()
+    uids = [f"stage-{i}" for i in range(USERS)]
+    for uid in uids:  # every uid assigned (database, Redis) and known to this process
+        call(full, uid)
+    next_uid = itertools.cycle(uids).__next__
+
+    def whole_us(app) -> float:
+        started = time.perf_counter_ns()
+        for _ in range(calls):
+            call(app, next_uid())
+        return (time.perf_counter_ns() - started) / calls / 1000
+
+    # Each round: the full app and the bare endpoint as they are, then the full app timed.
+    plain: dict[str, list[float]] = {"full": [], "bare": []}
+    runs = []
+    for _ in range(rounds):
+        plain["full"].append(whole_us(full))
+        plain["bare"].append(whole_us(bare))
+        timers = instrument(full, services)
+        cpu, mine = time.process_time_ns(), time.thread_time_ns()
+        wall = time.perf_counter_ns()
+        for _ in range(calls):
+            call(full, next_uid())
+        wall = time.perf_counter_ns() - wall
+        background = (time.process_time_ns() - cpu) - (time.thread_time_ns() - mine)
+        timers.restore()
+        parts = attribute(timers.ns, calls, background / calls / 1000)
+        parts["harness: environ, body stream, iterating and closing the response"] = round(
+            (wall - timers.ns["middleware"] - timers.ns["publishing"]) / calls / 1000, 2)
+        parts["whole request with the timers (wall)"] = round(wall / calls / 1000, 2)
+        runs.append(parts)
+    parts = {name: round(statistics.median(run[name] for run in runs), 2) for name in runs[0]}
+
+    experiment = services.catalog.get(settings.default_experiment)
+    variation = services.registry.get(VARIATION_KEY)
+    control = services.registry.get(CONTROL_KEY)
+    row = [17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871]
+    fresh = (f"new-{uuid.uuid4().hex}" for _ in itertools.count())
+    sometimes = {
+        "Redis GET: a returning uid new to this worker (loopback round trip, wall µs)":
+            wall_us(lambda: services.cache.get(experiment.id, next_uid()), 2000),
+        "a new uid: Redis claim and MariaDB insert of its exposure (wall µs)":
+            wall_us(lambda: services.assigner.assign(experiment, next(fresh)), 200),
+        "model alone in a loop, control, fast path (µs)": wall_us(lambda: control.predict(row),
+                                                                  calls),
+        "model alone in a loop, variation, fast path (µs)":
+            wall_us(lambda: variation.predict(row), calls),
+        "model alone in a loop, variation through scikit-learn's predict_proba (µs)":
+            wall_us(lambda: variation.estimator.predict_proba([row]), 500),
+    }
+    services.drain(timeout=1)
+    return {"whole_request_us": {"full app, returning uid": median(plain["full"]),
+                                 "bare endpoint (same models, alternating)": median(plain["bare"])},
+            "timers_hit": sorted(name for name, ns in timers.ns.items() if ns > 0),
+            "parts_us": parts, "sometimes": sometimes}
+
+
+def median(values) -> float:
+    return round(statistics.median(values), 2)
+
+
+def wall_us(fn, calls: int) -> float:
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        fn()
+    return round((time.perf_counter_ns() - started) / calls / 1000, 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=20000, help="requests per round")
+    parser.add_argument("--mysql-root", default=os.environ.get(
+        "BENCH_MYSQL_ROOT", "mysql+pymysql://root:@127.0.0.1:3306"))
+    parser.add_argument("--redis-url", default=os.environ.get(
+        "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ml_api_stages_") as workdir:
+        # Metrics in files, as under gunicorn; set before ml_api and prometheus_client load.
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", workdir)
+        from load_test.bench import bench_backends
+
+        with bench_backends(args.mysql_root, args.redis_url) as settings:
+            figures = measure(settings, args.rounds, args.calls)
+    summary = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "config": f"one thread, {args.rounds} rounds of {args.calls} requests, "
+                         f"{USERS} returning uids, real Redis + MariaDB, {os.cpu_count()} cores",
+               **figures}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"stages-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(summary, indent=2))
+    print(f"{'part of a /predict request (full app, in-process)':<80} {'µs':>7}")
+    for name, value in summary["parts_us"].items():
+        print(f"{name:<80} {value:>7.2f}")
+    for name, value in summary["whole_request_us"].items():
+        print(f"{'whole request without the timers (wall), ' + name:<80} {value:>7.2f}")
+    for name, value in summary["sometimes"].items():
+        print(f"{name:<80} {value:>7.2f}")
+    print(f"summary written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
