@@ -87,6 +87,7 @@ def check_results(environment, **_):
     print(f"experiment {EXPERIMENT['name']}: {summary}; decision: {decision['outcome']} "
           f"{decision.get('winner') or ''} ({decision['message']})")
     best = max(RATES, key=RATES.get)
+    total = environment.stats.total
     report = os.environ.get("LOAD_REPORT")
     if report:  # what this run sent, for comparing with what the database recorded
         # A request in flight when the run stops may or may not have reached the server, so
@@ -94,7 +95,11 @@ def check_results(environment, **_):
         Path(report).write_text(json.dumps({
             "experiment": EXPERIMENT["name"], "uids_answered": len(SEEN),
             "uids_sent": len(ASKED), "conversions_accepted": len(ACCEPTED),
-            "conversions_sent": len(CONVERTED), "true_best": best, "results": results}))
+            "conversions_sent": len(CONVERTED), "true_best": best, "results": results,
+            "locust": {"requests": total.num_requests, "failures": total.num_failures,
+                       "requests_per_s": round(total.total_rps, 1),
+                       "p50_ms": total.get_response_time_percentile(0.50),
+                       "p99_ms": total.get_response_time_percentile(0.99)}}))
     if decision["outcome"] == "winner" and decision["winner"] != best:
         print(f"FAILED: the results name {decision['winner']}, the true best is {best}")
         environment.process_exit_code = 1

@@ -11,7 +11,6 @@ load test sent.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -100,14 +99,10 @@ def main(argv=None) -> int:
             outcomes = conn.execute(text("SELECT COUNT(*) FROM outcomes WHERE "
                                          "experiment_id = :e"), {"e": experiment_id}).scalar()
         engine.dispose()
-    with open(args.out / f"locust-{stamp}_stats.csv") as stats:
-        total = next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
     print(run.stdout[-2500:] + run.stderr[-2500:])
     summary = {"backends": "embedded" if args.embedded else "real",
                "users": args.users, "duration_s": args.duration, "locust_exit": run.returncode,
-               "requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
-               "requests_per_s": round(float(total["Requests/s"]), 1),
-               "p50_ms": float(total["50%"]), "p99_ms": float(total["99%"]),
+               **sent["locust"],
                "uids_answered": sent["uids_answered"], "uids_sent": sent["uids_sent"],
                "exposures_recorded": exposures,
                "conversions_accepted": sent["conversions_accepted"],
