@@ -36,7 +36,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from load_test.inprocess import _Nowhere, call
+from load_test.inprocess import Nowhere, call
 from load_test.processes import ROOT
 
 USERS = 2000
@@ -145,7 +145,7 @@ def measure(settings, rounds: int, calls: int) -> dict:
 
     full = create_app(settings)
     services = full.extensions["ml_api"]
-    services.request_events.shipper.transport = _Nowhere()
+    services.request_events.shipper.transport = Nowhere()
     os.environ["MODELS_DIR"] = str(settings.models_dir)
     bare = create_bare_app()
     uids = [f"stage-{i}" for i in range(USERS)]
