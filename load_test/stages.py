@@ -33,6 +33,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -146,8 +147,8 @@ def measure(settings, rounds: int, calls: int) -> dict:
     full = create_app(settings)
     services = full.extensions["ml_api"]
     services.request_events.shipper.transport = Nowhere()
-    os.environ["MODELS_DIR"] = str(settings.models_dir)
-    bare = create_bare_app()
+    with environment(MODELS_DIR=str(settings.models_dir)):  # the bare app reads its settings
+        bare = create_bare_app()
     uids = [f"stage-{i}" for i in range(USERS)]
     for uid in uids:  # every uid assigned (database, Redis) and known to this process
         call(full, uid)
@@ -204,6 +205,21 @@ def measure(settings, rounds: int, calls: int) -> dict:
             "parts_us": parts, "sometimes": sometimes}
 
 
+@contextmanager
+def environment(**values: str):
+    """These environment variables for the block; as they were afterwards."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def median(values) -> float:
     return round(statistics.median(values), 2)
 
@@ -225,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ml_api_stages_") as workdir:
-        # Metrics in files, as under gunicorn; set before ml_api and prometheus_client load.
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", workdir)
+    with tempfile.TemporaryDirectory(prefix="ml_api_stages_") as workdir, \
+            environment(PROMETHEUS_MULTIPROC_DIR=os.environ.get("PROMETHEUS_MULTIPROC_DIR",
+                                                                workdir)):
+        # Metrics in files, as under gunicorn, when ml_api and prometheus_client load here.
         from load_test.bench import bench_backends
 
         with bench_backends(args.mysql_root, args.redis_url) as settings:

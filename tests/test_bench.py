@@ -1,6 +1,7 @@
 """The benchmark command runs end to end (a short run): gunicorn on the real Redis and MariaDB,
 wrk against the full path and the bare endpoint, the JSON summary, and its own cleanup."""
 import json
+import os
 import subprocess
 import sys
 import time
@@ -197,6 +198,7 @@ def test_stages_times_each_part_inside_real_requests(mysql_server, redis_prefix,
 
     before = (routes.read_json_body, routes.parse_predict_request, routes.json_response,
               prediction.feature_row, PredictionResult.to_dict)
+    environ = dict(os.environ)
     assert stages.main(["--rounds", "2", "--calls", "300", "--out", str(tmp_path),
                         "--mysql-root", f"mysql+pymysql://{MYSQL_USER}:{MYSQL_PASSWORD}@"
                         f"{MYSQL_HOST}:{MYSQL_PORT}", "--redis-url", REDIS_URL]) == 0
@@ -216,4 +218,5 @@ def test_stages_times_each_part_inside_real_requests(mysql_server, redis_prefix,
     assert before == (routes.read_json_body, routes.parse_predict_request, routes.json_response,
                       prediction.feature_row, PredictionResult.to_dict)
     assert routes.read_json_body is jsonio.read_json_body
+    assert dict(os.environ) == environ  # nothing left set for the tests that follow
     assert prediction.feature_row is payloads.feature_row
