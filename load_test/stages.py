@@ -13,12 +13,13 @@ a loop of its own (the prediction service alone costs about 10 µs in a loop and
 requests). What a part's timer does not cover is its parent's own lines; Flask and werkzeug
 are the Flask app's time less the view's; the harness (what a server does: the environ, the
 body stream, reading and closing the response) is the request's wall time less the
-middleware's and the publishing's. So the parts up to the harness add up to the timed
-request's wall time. Background threads (the event shipper's wake-ups: Prometheus and
-sending; the catalog's reload; the supervisor) are the process's CPU time less this
-thread's, on top. Each figure is the median over rounds. The timers cost time of their own
-(15 a request), spread over their parents: the whole request is also timed without them,
-and the bare endpoint beside it. Gunicorn's share is not here: `make bench` reports the
+middleware's and the publishing's. Background threads (the event shipper's wake-ups:
+Prometheus and sending; the catalog's reload; the supervisor) are the process's CPU time
+less this thread's, on top. A timer costs time of its own (about a microsecond; 13 a
+request), most of it in the row of its caller: each round also times the whole request
+without timers, and the difference, per timed call, is taken out of the callers' rows (the
+rows as timed are in the summary too), so the rows add up to the untimed request. Each
+figure is the median over rounds. Gunicorn's share is not here: `make bench` reports the
 workers' CPU per request under load, and `python -m load_test.instructions --server` counts
 gunicorn's instructions.
 """
@@ -48,10 +49,11 @@ class Timers:
 
     def __init__(self):
         self.ns: collections.Counter[str] = collections.Counter()
+        self.calls: collections.Counter[str] = collections.Counter()
         self._undo: list = []
 
     def wrap(self, name: str, fn):
-        ns, clock = self.ns, time.perf_counter_ns
+        ns, calls, clock = self.ns, self.calls, time.perf_counter_ns
 
         def timed(*args, **kwargs):
             started = clock()
@@ -59,6 +61,7 @@ class Timers:
                 return fn(*args, **kwargs)
             finally:
                 ns[name] += clock() - started
+                calls[name] += 1
         return timed
 
     def patch(self, owner, attribute: str, name: str) -> None:
@@ -108,35 +111,54 @@ def instrument(app, services) -> Timers:
     return timers
 
 
-def attribute(ns: dict[str, float], requests: int, background_us: float) -> dict[str, float]:
-    """Per request µs of each part: children taken out of their parents."""
+ROWS = {  # the parts of a request, in the order of the table
+    "framework": "Flask and werkzeug: request and response objects, routing, contexts",
+    "body": "reading the body: content type, wsgi.input, orjson",
+    "validate": "validating the request: uid, features",
+    "experiment": "experiment lookup (the worker's catalog)",
+    "features": "feature row, checked against the model's features",
+    "assignment": "sticky assignment (a returning uid: the worker's memory tier)",
+    "model": "model: the group's, fast path (50/50 logistic regression, gradient boosting)",
+    "health": "variant health record (latency histogram)",
+    "service": "prediction service's own lines: request id, result, timing",
+    "response": "response: result to JSON (orjson) and a Response",
+    "view": "view's own lines: the event's fields, timing",
+    "observer": "observability in the request: middleware timer and record",
+    "publishing": "observability: publishing events, every 16th request (per request)",
+    "harness": "harness: environ, body stream, iterating and closing the response",
+}
+BACKGROUND = "background threads: shipper (Prometheus, sending), catalog reload, supervisor"
+# The row whose time includes a timer's own cost: the one its caller's time goes to.
+CALLER = {"view": "framework", "flask": "observer", "middleware": "harness",
+          "publishing": "harness", **dict.fromkeys(("body", "validate", "prediction",
+                                                    "response"), "view"),
+          **dict.fromkeys(("experiment", "features", "assignment", "model", "health"),
+                          "service")}
+
+
+def attribute(ns: dict[str, int], requests: int, wall_ns: int) -> dict[str, float]:
+    """Per request µs of each row: children taken out of their parents."""
     us = {name: value / requests / 1000 for name, value in ns.items()}
     get = lambda name: us.get(name, 0.0)  # noqa: E731
-    service_parts = ("experiment", "features", "assignment", "model", "health")
-    view_parts = ("body", "validate", "prediction", "response")
-    parts = {
-        "Flask and werkzeug: request and response objects, routing, contexts":
-            get("flask") - get("view"),
-        "reading the body: content type, wsgi.input, orjson": get("body"),
-        "validating the request: uid, features": get("validate"),
-        "experiment lookup (the worker's catalog)": get("experiment"),
-        "feature row, checked against the model's features": get("features"),
-        "sticky assignment (a returning uid: the worker's memory tier)": get("assignment"),
-        "model: the group's, fast path (50/50 logistic regression, gradient boosting)":
-            get("model"),
-        "variant health record (latency histogram)": get("health"),
-        "prediction service's own lines: request id, result, timing":
-            get("prediction") - sum(get(p) for p in service_parts),
-        "response: result to JSON (orjson) and a Response": get("response"),
-        "view's own lines: the event's fields, timing": get("view") - sum(get(p) for p in
-                                                                          view_parts),
-        "observability in the request: middleware timer and record": get("middleware")
-            - get("flask"),
-        "observability: publishing events, every 16th request (per request)": get("publishing"),
-        "background threads: shipper (Prometheus, sending), catalog reload, supervisor":
-            background_us,
-    }
-    return {name: round(value, 2) for name, value in parts.items()}
+    rows = {key: get(key) for key in ("body", "validate", "experiment", "features",
+                                      "assignment", "model", "health", "response",
+                                      "publishing")}
+    rows["framework"] = get("flask") - get("view")
+    rows["service"] = get("prediction") - sum(get(p) for p in ("experiment", "features",
+                                                               "assignment", "model", "health"))
+    rows["view"] = get("view") - sum(get(p) for p in ("body", "validate", "prediction",
+                                                      "response"))
+    rows["observer"] = get("middleware") - get("flask")
+    rows["harness"] = wall_ns / requests / 1000 - get("middleware") - get("publishing")
+    return rows
+
+
+def without_timers(rows: dict[str, float], calls: dict[str, float], cost_us: float):
+    """The rows less the timers' own cost, taken from the row each timer's caller is in."""
+    rows = dict(rows)
+    for timer, per_request in calls.items():
+        rows[CALLER[timer]] -= cost_us * per_request
+    return rows
 
 
 def measure(settings, rounds: int, calls: int) -> dict:
@@ -166,6 +188,7 @@ def measure(settings, rounds: int, calls: int) -> dict:
     for _ in range(rounds):
         plain["full"].append(whole_us(full))
         plain["bare"].append(whole_us(bare))
+        untimed = plain["full"][-1]
         timers = instrument(full, services)
         cpu, mine = time.process_time_ns(), time.thread_time_ns()
         wall = time.perf_counter_ns()
@@ -174,12 +197,20 @@ def measure(settings, rounds: int, calls: int) -> dict:
         wall = time.perf_counter_ns() - wall
         background = (time.process_time_ns() - cpu) - (time.thread_time_ns() - mine)
         timers.restore()
-        parts = attribute(timers.ns, calls, background / calls / 1000)
-        parts["harness: environ, body stream, iterating and closing the response"] = round(
-            (wall - timers.ns["middleware"] - timers.ns["publishing"]) / calls / 1000, 2)
-        parts["whole request with the timers (wall)"] = round(wall / calls / 1000, 2)
-        runs.append(parts)
-    parts = {name: round(statistics.median(run[name] for run in runs), 2) for name in runs[0]}
+        per_request = {name: count / calls for name, count in timers.calls.items()}
+        cost = (wall / calls / 1000 - untimed) / sum(per_request.values())
+        rows = attribute(timers.ns, calls, wall)
+        runs.append({"with_timers": rows, "rows": without_timers(rows, per_request, cost),
+                     "wall": wall / calls / 1000, "background": background / calls / 1000,
+                     "timed_calls": sum(per_request.values()), "cost": cost})
+
+    def middle(pick) -> float:
+        return round(statistics.median(pick(run) for run in runs), 2)
+
+    parts = {label: middle(lambda run: run["rows"][key]) for key, label in ROWS.items()}
+    with_timers = {label: middle(lambda run: run["with_timers"][key])
+                   for key, label in ROWS.items()}
+    parts[BACKGROUND] = with_timers[BACKGROUND] = middle(lambda run: run["background"])
 
     experiment = services.catalog.get(settings.default_experiment)
     variation = services.registry.get(VARIATION_KEY)
@@ -202,7 +233,12 @@ def measure(settings, rounds: int, calls: int) -> dict:
     return {"whole_request_us": {"full app, returning uid": median(plain["full"]),
                                  "bare endpoint (same models, alternating)": median(plain["bare"])},
             "timers_hit": sorted(name for name, ns in timers.ns.items() if ns > 0),
-            "parts_us": parts, "sometimes": sometimes}
+            # The timed request less the untimed one, per timed call: what each timer adds
+            # to the row its caller is in; "parts_us" has it taken out.
+            "timers": {"calls_per_request": middle(lambda run: run["timed_calls"]),
+                       "cost_us_each": middle(lambda run: run["cost"]),
+                       "whole_request_us": middle(lambda run: run["wall"])},
+            "parts_us": parts, "parts_us_with_timers": with_timers, "sometimes": sometimes}
 
 
 @contextmanager
@@ -256,11 +292,18 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"stages-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(summary, indent=2))
-    print(f"{'part of a /predict request (full app, in-process)':<80} {'µs':>7}")
+    print(f"{'part of a /predict request (full app, in-process)':<80} {'µs':>7} "
+          f"{'timed':>7}")
     for name, value in summary["parts_us"].items():
-        print(f"{name:<80} {value:>7.2f}")
+        print(f"{name:<80} {value:>7.2f} {summary['parts_us_with_timers'][name]:>7.2f}")
+    timers = summary["timers"]
+    rows = sum(v for k, v in summary["parts_us"].items() if k != BACKGROUND)
+    print(f"{'sum of the rows (background threads apart)':<80} {rows:>7.2f} "
+          f"{timers['whole_request_us']:>7.2f}")
     for name, value in summary["whole_request_us"].items():
         print(f"{'whole request without the timers (wall), ' + name:<80} {value:>7.2f}")
+    print(f"timers: {timers['calls_per_request']:.2f} a request, {timers['cost_us_each']:.2f} "
+          "µs each, taken out of the row of their caller")
     for name, value in summary["sometimes"].items():
         print(f"{name:<80} {value:>7.2f}")
     print(f"summary written to {path}")
