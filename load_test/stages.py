@@ -43,6 +43,30 @@ from load_test.processes import ROOT
 
 USERS = 2000
 
+ROWS = {  # the parts of a request, in the order of the table
+    "framework": "Flask and werkzeug: request and response objects, routing, contexts",
+    "body": "reading the body: content type, wsgi.input, orjson",
+    "validate": "validating the request: uid, features",
+    "experiment": "experiment lookup (the worker's catalog)",
+    "features": "feature row, checked against the model's features",
+    "assignment": "sticky assignment (a returning uid: the worker's memory tier)",
+    "model": "model: the group's, fast path (50/50 logistic regression, gradient boosting)",
+    "health": "variant health record (latency histogram)",
+    "service": "prediction service's own lines: request id, result, timing",
+    "response": "response: result to JSON (orjson) and a Response",
+    "view": "view's own lines: the event's fields, timing",
+    "observer": "observability in the request: middleware timer and record",
+    "publishing": "observability: publishing events, every 16th request (per request)",
+    "harness": "harness: environ, body stream, iterating and closing the response",
+}
+BACKGROUND = "background threads: shipper (Prometheus, sending), catalog reload, supervisor"
+# The row whose time includes a timer's own cost: the one its caller's time goes to.
+CALLER = {"view": "framework", "flask": "observer", "middleware": "harness",
+          "publishing": "harness", **dict.fromkeys(("body", "validate", "prediction",
+                                                    "response"), "view"),
+          **dict.fromkeys(("experiment", "features", "assignment", "model", "health"),
+                          "service")}
+
 
 class Timers:
     """Wall time (ns) per name, for functions wrapped in place; restore() unwraps them all."""
@@ -71,6 +95,7 @@ class Timers:
         self._undo.append((owner, attribute, own))
 
     def patch_item(self, mapping: dict, key: str, name: str) -> None:
+        """Time mapping[key] (a view in Flask's view_functions) under `name`."""
         self._undo.append((mapping, key, mapping[key]))
         mapping[key] = self.wrap(name, mapping[key])
 
@@ -109,31 +134,6 @@ def instrument(app, services) -> Timers:
     for key in (CONTROL_KEY, VARIATION_KEY):
         timers.patch(services.registry.get(key), "predict", "model")
     return timers
-
-
-ROWS = {  # the parts of a request, in the order of the table
-    "framework": "Flask and werkzeug: request and response objects, routing, contexts",
-    "body": "reading the body: content type, wsgi.input, orjson",
-    "validate": "validating the request: uid, features",
-    "experiment": "experiment lookup (the worker's catalog)",
-    "features": "feature row, checked against the model's features",
-    "assignment": "sticky assignment (a returning uid: the worker's memory tier)",
-    "model": "model: the group's, fast path (50/50 logistic regression, gradient boosting)",
-    "health": "variant health record (latency histogram)",
-    "service": "prediction service's own lines: request id, result, timing",
-    "response": "response: result to JSON (orjson) and a Response",
-    "view": "view's own lines: the event's fields, timing",
-    "observer": "observability in the request: middleware timer and record",
-    "publishing": "observability: publishing events, every 16th request (per request)",
-    "harness": "harness: environ, body stream, iterating and closing the response",
-}
-BACKGROUND = "background threads: shipper (Prometheus, sending), catalog reload, supervisor"
-# The row whose time includes a timer's own cost: the one its caller's time goes to.
-CALLER = {"view": "framework", "flask": "observer", "middleware": "harness",
-          "publishing": "harness", **dict.fromkeys(("body", "validate", "prediction",
-                                                    "response"), "view"),
-          **dict.fromkeys(("experiment", "features", "assignment", "model", "health"),
-                          "service")}
 
 
 def attribute(ns: dict[str, int], requests: int, wall_ns: int) -> dict[str, float]:
