@@ -221,5 +221,5 @@ def test_stages_times_each_part_inside_real_requests(mysql_server, redis_prefix,
     assert before == (routes.read_json_body, routes.parse_predict_request, routes.json_response,
                       prediction.feature_row, PredictionResult.to_dict)
     assert routes.read_json_body is jsonio.read_json_body
-    assert dict(os.environ) == environ  # nothing left set for the tests that follow
     assert prediction.feature_row is payloads.feature_row
+    assert dict(os.environ) == environ  # nothing left set for the tests that follow

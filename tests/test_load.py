@@ -1,7 +1,8 @@
-"""Headless Locust against gunicorn through `python -m load_test.run_locust`, on the embedded
-default and on real Redis + MariaDB: no failure, no consumer changing group (the locustfile
-counts that as a failure), the run's experiment names the group given the higher true rate,
-and the database holds every answered exposure and accepted outcome."""
+"""Locust against gunicorn. Headless through `python -m load_test.run_locust`, on the
+embedded default and on real Redis + MariaDB: no failure, no consumer changing group (the
+locustfile counts that as a failure), the run's experiment names the group given the higher
+true rate, and the database holds every answered exposure and accepted outcome. And the web
+UI, started by `make locust` and driven through Chromium and its own form request."""
 import csv
 import json
 import os
@@ -41,9 +42,10 @@ def test_headless_locust_run(request, backends, tmp_path, monkeypatch, capsys):
 
 
 def test_locust_web_ui_renders_and_runs_the_load_test(embedded_settings, tmp_path):
-    """Locust as engineers run it (`make locust`), web UI on: Chromium renders the start form; the form's
-    own request (POST /swarm) starts the population, whose figures the UI's stats endpoint
-    serves with no failure; stopping it runs the locustfile's check of the results."""
+    """Locust as engineers run it (`make locust`), web UI on: Chromium renders the start
+    form; the form's own request (POST /swarm) starts the population, whose figures the UI's
+    stats endpoint serves with no failure; stopping it runs the locustfile's check of the
+    results."""
     with Gunicorn(settings_env(embedded_settings), workers=2, log_path=tmp_path / "g.log") \
             as server:
         ui = f"http://127.0.0.1:{free_port()}"
