@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from load_test.inprocess import Nowhere, call
+from load_test.inprocess import FEATURES, Nowhere, call
 from load_test.processes import ROOT
 
 USERS = 2000
@@ -177,10 +177,7 @@ def measure(settings, rounds: int, calls: int) -> dict:
     next_uid = itertools.cycle(uids).__next__
 
     def whole_us(app) -> float:
-        started = time.perf_counter_ns()
-        for _ in range(calls):
-            call(app, next_uid())
-        return (time.perf_counter_ns() - started) / calls / 1000
+        return per_call_us(lambda: call(app, next_uid()), calls)
 
     # Each round: the full app and the bare endpoint as they are, then the full app timed.
     plain: dict[str, list[float]] = {"full": [], "bare": []}
@@ -215,7 +212,7 @@ def measure(settings, rounds: int, calls: int) -> dict:
     experiment = services.catalog.get(settings.default_experiment)
     variation = services.registry.get(VARIATION_KEY)
     control = services.registry.get(CONTROL_KEY)
-    row = [17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871]
+    row = json.loads(FEATURES)  # the requests' features
     fresh = (f"new-{uuid.uuid4().hex}" for _ in itertools.count())
     sometimes = {
         "Redis GET: a returning uid new to this worker (loopback round trip, wall µs)":
@@ -260,11 +257,16 @@ def median(values) -> float:
     return round(statistics.median(values), 2)
 
 
-def wall_us(fn, calls: int) -> float:
+def per_call_us(fn, calls: int) -> float:
+    """Wall time of `calls` calls of fn, in µs per call."""
     started = time.perf_counter_ns()
     for _ in range(calls):
         fn()
-    return round((time.perf_counter_ns() - started) / calls / 1000, 2)
+    return (time.perf_counter_ns() - started) / calls / 1000
+
+
+def wall_us(fn, calls: int) -> float:
+    return round(per_call_us(fn, calls), 2)
 
 
 def main(argv: list[str] | None = None) -> int:

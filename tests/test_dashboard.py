@@ -1,26 +1,12 @@
 """The built-in results page, rendered by headless Chromium, shows the results API's numbers."""
 import html.parser
-import subprocess
 
 import pytest
 import requests
 
-from tests.conftest import require_tool
-from tests.helpers import FEATURES, ROOT, Gunicorn, settings_env
+from tests.helpers import FEATURES, ROOT, Gunicorn, headless, settings_env
 
 OUTPUT = ROOT / "test-output"
-
-
-def chromium() -> str:
-    return require_tool("chromium", "chromium")
-
-
-def headless(url: str, profile, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-         *extra, url], capture_output=True, text=True, timeout=120)
 
 
 class Elements(html.parser.HTMLParser):

@@ -15,8 +15,7 @@ import requests
 
 from load_test import run_locust
 from load_test.processes import free_port
-from tests.helpers import ROOT, Gunicorn, settings_env
-from tests.test_dashboard import headless
+from tests.helpers import ROOT, Gunicorn, headless, settings_env
 
 
 @pytest.mark.parametrize("backends", ["embedded", "real"])
