@@ -214,11 +214,23 @@ def measure(settings, rounds: int, calls: int) -> dict:
     control = services.registry.get(CONTROL_KEY)
     row = json.loads(FEATURES)  # the requests' features
     fresh = (f"new-{uuid.uuid4().hex}" for _ in itertools.count())
+
+    def new_uid():
+        services.assigner.assign(experiment, next(fresh))
+
+    def outcome():  # a returning uid converts: /feedback's transaction
+        services.events.record_outcome(experiment.id, next_uid(), "conversion", 1.0,
+                                       uuid.uuid4().hex)
+
     sometimes = {
         "Redis GET: a returning uid new to this worker (loopback round trip, wall µs)":
             wall_us(lambda: services.cache.get(experiment.id, next_uid()), 2000),
         "a new uid: Redis claim and MariaDB insert of its exposure (wall µs)":
-            wall_us(lambda: services.assigner.assign(experiment, next(fresh)), 200),
+            wall_us(new_uid, 200),
+        "a new uid, CPU of the request's thread (µs)": cpu_us(new_uid, 200),
+        "an outcome: its row and counters in one MariaDB transaction (wall µs)":
+            wall_us(outcome, 200),
+        "an outcome, CPU of the request's thread (µs)": cpu_us(outcome, 200),
         "model alone in a loop, control, fast path (µs)": wall_us(lambda: control.predict(row),
                                                                   calls),
         "model alone in a loop, variation, fast path (µs)":
@@ -267,6 +279,15 @@ def per_call_us(fn, calls: int) -> float:
 
 def wall_us(fn, calls: int) -> float:
     return round(per_call_us(fn, calls), 2)
+
+
+def cpu_us(fn, calls: int) -> float:
+    """CPU time of the calling thread for `calls` calls of fn, in µs per call (time spent
+    waiting for Redis or the database left out)."""
+    started = time.thread_time_ns()
+    for _ in range(calls):
+        fn()
+    return round((time.thread_time_ns() - started) / calls / 1000, 2)
 
 
 def main(argv: list[str] | None = None) -> int:

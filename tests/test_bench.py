@@ -218,6 +218,11 @@ def test_stages_times_each_part_inside_real_requests(mysql_server, redis_prefix,
     loop = summary["sometimes"]
     assert loop["model alone in a loop, variation through scikit-learn's predict_proba (µs)"] > \
         loop["model alone in a loop, variation, fast path (µs)"]
+    for write in ("a new uid", "an outcome"):  # each waits on MariaDB: CPU below wall time
+        cpu = next(us for name, us in loop.items() if name.startswith(f"{write}, CPU"))
+        wall = next(us for name, us in loop.items()
+                    if name.startswith(write) and "(wall µs)" in name)
+        assert 0 < cpu < wall, loop
     assert before == (routes.read_json_body, routes.parse_predict_request, routes.json_response,
                       prediction.feature_row, PredictionResult.to_dict)
     assert routes.read_json_body is jsonio.read_json_body
