@@ -1,14 +1,50 @@
-"""Shared test helpers: demo feature rows; the gunicorn runner and its environment; headless
-Chromium."""
+"""Shared test helpers: demo feature rows; the gunicorn runner and its environment; a light
+JSON client for many requests; headless Chromium."""
 from __future__ import annotations
 
+import http.client
+import json
 import subprocess
+import threading
+import urllib.parse
 
 from load_test.processes import ROOT, Gunicorn, settings_env  # noqa: F401 (re-exported)
 from ml_api.training import demo_dataset
 
 _X, _Y, FEATURE_NAMES = demo_dataset()
 FEATURES = [float(v) for v in _X[0]]
+
+
+class JsonClient:
+    """POSTs JSON on one keep-alive connection per thread, for tests that send thousands of
+    requests: the standard library's http.client costs the test process about a fifth of
+    the CPU a requests.Session does (0.43 against 2.1 ms a request, measured on this 2-core
+    machine), CPU the server under test shares."""
+
+    def __init__(self, url: str, timeout: float = 30):
+        address = urllib.parse.urlsplit(url)
+        self._host, self._port, self._timeout = address.hostname, address.port, timeout
+        self._local = threading.local()
+
+    def post(self, path: str, payload: dict) -> tuple[int, dict]:
+        """(status, decoded JSON body). A connection the server closed while idle is opened
+        again once (both endpoints tested this way are safe to repeat)."""
+        body = json.dumps(payload)
+        for attempt in range(2):
+            connection = getattr(self._local, "connection", None)
+            if connection is None:
+                connection = self._local.connection = http.client.HTTPConnection(
+                    self._host, self._port, timeout=self._timeout)
+            try:
+                connection.request("POST", path, body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                return response.status, json.loads(response.read())
+            except ConnectionError:
+                connection.close()
+                self._local.connection = None
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
 
 
 

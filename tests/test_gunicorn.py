@@ -2,14 +2,13 @@
 import json
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import requests
 from scipy import stats
 
-from tests.helpers import ROOT, FEATURES, Gunicorn, settings_env
+from tests.helpers import ROOT, FEATURES, Gunicorn, JsonClient, settings_env
 
 from ml_api.wiring import build_services
 
@@ -17,15 +16,12 @@ N_UIDS = 10_000
 
 
 def ask_all(url, uids, threads=16):
-    local = threading.local()
+    client = JsonClient(url)
 
     def ask(uid):
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-        response = local.session.post(f"{url}/predict", json={"uid": uid, "features": FEATURES},
-                                      timeout=30)
-        assert response.status_code == 200, response.text
-        return uid, response.json()["group"]
+        status, body = client.post("/predict", {"uid": uid, "features": FEATURES})
+        assert status == 200, body
+        return uid, body["group"]
 
     with ThreadPoolExecutor(threads) as pool:
         return dict(pool.map(ask, uids))

@@ -1,12 +1,11 @@
 """20,000 simulated users through the real HTTP API (gunicorn, 2 workers, real Redis and
 MariaDB): true conversion 10% (control) vs 12% (variation); the results must name the variation."""
 import random
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.helpers import FEATURES, Gunicorn, settings_env
+from tests.helpers import FEATURES, Gunicorn, JsonClient, settings_env
 
 TRUE_RATES = {"control": 0.10, "variation": 0.12}
 USERS = 20_000
@@ -21,21 +20,19 @@ def test_results_name_the_variation_with_the_higher_true_rate(real_settings, adm
                          {"name": "variation", "model": "gboost@1", "weight": 50}]})
         assert created.status_code == 201, created.text
         requests.post(f"{server.url}/experiments/simulation/start", headers=admin_headers)
-        local = threading.local()
+        client = JsonClient(server.url)
 
         def user(i):
-            session = getattr(local, "session", None) or requests.Session()
-            local.session = session
             uid = f"sim-{i}"
-            answer = session.post(f"{server.url}/predict", timeout=30, json={
+            status, answer = client.post("/predict", {
                 "uid": uid, "features": FEATURES, "experiment": "simulation"})
-            assert answer.status_code == 200
-            group = answer.json()["group"]
+            assert status == 200, answer
+            group = answer["group"]
             # Each user's coin is seeded by its uid: the run is the same whatever the order.
             if random.Random(uid).random() < TRUE_RATES[group]:
-                feedback = session.post(f"{server.url}/feedback", timeout=30, json={
+                status, receipt = client.post("/feedback", {
                     "uid": uid, "experiment": "simulation", "event_id": f"{uid}-order"})
-                assert feedback.status_code == 202
+                assert status == 202, receipt
             return group
 
         with ThreadPoolExecutor(16) as pool:
