@@ -9,7 +9,7 @@ the same row lock.
 The statements written on every new uid and every outcome are built once, with bound
 parameters, and executed with a dict of values: building a statement such as the counter
 update below from its columns and operators cost more CPU than the rest of its execution
-(about half of an exposure's, in-process).
+(more than half of an exposure's CPU, in-process).
 """
 from __future__ import annotations
 
