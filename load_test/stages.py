@@ -21,7 +21,9 @@ without timers, and the difference, per timed call, is taken out of the callers'
 rows as timed are in the summary too), so the rows add up to the untimed request. Each
 figure is the median over rounds. Gunicorn's share is not here: `make bench` reports the
 workers' CPU per request under load, and `python -m load_test.instructions --server` counts
-gunicorn's instructions.
+gunicorn's instructions. Also timed, in loops of their own: what less frequent requests add
+(a Redis GET, a new uid's exposure, an outcome: wall time and the CPU of the calling thread)
+and each model alone.
 """
 from __future__ import annotations
 

@@ -111,12 +111,11 @@ class EventStore:
         (each variant's share of new uids now) feeds the expected counts of the SRM check.
         """
         shares = shares or {variant: 1.0}
+        counted = {"p_experiment": experiment_id, "p_shard": shard_of(uid), "p_variant": variant}
+        for i, (name, share) in enumerate(shares.items()):
+            counted[f"p_name_{i}"] = name
+            counted[f"p_share_{i}"] = share
         try:
-            counted = {"p_experiment": experiment_id, "p_shard": shard_of(uid),
-                       "p_variant": variant}
-            for i, (name, share) in enumerate(shares.items()):
-                counted[f"p_name_{i}"] = name
-                counted[f"p_share_{i}"] = share
             with translated("recording an exposure"), self.engine.begin() as conn:
                 conn.execute(INSERT_EXPOSURE, {"experiment_id": experiment_id, "uid": uid,
                                                "variant": variant, "first_seen": utcnow()})

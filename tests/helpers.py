@@ -47,7 +47,6 @@ class JsonClient:
         raise AssertionError("unreachable")
 
 
-
 def headless(url: str, profile, *extra: str) -> subprocess.CompletedProcess:
     """Headless Chromium on url with a fresh profile (skipped without it; CI: a failure)."""
     from tests.conftest import require_tool
