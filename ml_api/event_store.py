@@ -81,7 +81,7 @@ ADD_VARIANT_METRIC = update(_variant_metrics).where(
 
 
 @functools.lru_cache(maxsize=32)
-def count_exposure(variants: int):
+def counter_update(variants: int):
     """The counter update of a new uid's shard in an experiment of this many variants: one
     more exposure for the uid's variant (p_variant), and each variant's share of new uids
     (p_name_i, p_share_i) added to its expected count, for the SRM check."""
@@ -119,7 +119,7 @@ class EventStore:
             with translated("recording an exposure"), self.engine.begin() as conn:
                 conn.execute(INSERT_EXPOSURE, {"experiment_id": experiment_id, "uid": uid,
                                                "variant": variant, "first_seen": utcnow()})
-                conn.execute(count_exposure(len(shares)), counted)
+                conn.execute(counter_update(len(shares)), counted)
             return variant
         except IntegrityError:
             existing = self.find_exposure(experiment_id, uid)

@@ -30,21 +30,21 @@ class JsonClient:
         """(status, decoded JSON body). A connection the server closed while idle is opened
         again once (both endpoints tested this way are safe to repeat)."""
         body = json.dumps(payload)
-        for attempt in range(2):
-            connection = getattr(self._local, "connection", None)
-            if connection is None:
-                connection = self._local.connection = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self._timeout)
-            try:
-                connection.request("POST", path, body, {"Content-Type": "application/json"})
-                response = connection.getresponse()
-                return response.status, json.loads(response.read())
-            except ConnectionError:
-                connection.close()
-                self._local.connection = None
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return self._post(path, body)
+        except ConnectionError:
+            self._local.connection.close()
+            self._local.connection = None
+            return self._post(path, body)
+
+    def _post(self, path: str, body: str) -> tuple[int, dict]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = http.client.HTTPConnection(
+                self._host, self._port, timeout=self._timeout)
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
 
 
 def headless(url: str, profile, *extra: str) -> subprocess.CompletedProcess:
