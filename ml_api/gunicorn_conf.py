@@ -40,7 +40,9 @@ def on_exit(server):
 
 def on_starting(server):
     """Start with empty metrics, and refuse to start, with a clear message, when a model
-    artifact fails its sha256 check."""
+    artifact fails its sha256 check. The embedded default (no DATABASE_URL) creates or
+    migrates its SQLite file here, so it serves from a fresh checkout or image; a shared
+    database is migrated once, by `init-db` (the compose file's `migrate` service)."""
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
@@ -53,6 +55,9 @@ def on_starting(server):
         settings = Settings.from_env()
         settings.check()
         verify_all(settings.models_dir)
+        if not settings.database_url:
+            from ml_api.wiring import init_database
+            init_database(settings)
         # Create the spool here, once, before the workers fork: workers that boot together
         # would otherwise race to create it and switch it to WAL.
         from ml_api.spool import Spool

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where the embedded database and the spool live unless VAR_DIR says otherwise: var/ of the
+# source checkout. An installed package (site-packages) needs VAR_DIR; the image sets it.
+DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
 
 
 class ConfigurationError(RuntimeError):
     pass
-
-
-def _default_sqlite_url() -> str:
-    return f"sqlite:///{PROJECT_ROOT / 'var' / 'ml_api.sqlite3'}"
 
 
 @dataclass(frozen=True)
@@ -37,13 +36,14 @@ class Settings:
     log_uid_salt: str = "ml_api"
     log_queue_max: int = 10_000
     dashboard_public: bool = True
-    spool_path: Path = PROJECT_ROOT / "var" / "spool.sqlite3"
+    var_dir: Path = DEFAULT_VAR_DIR
+    spool_path: Path = DEFAULT_VAR_DIR / "spool.sqlite3"
     ml_api_env: str = "production"
 
     @property
     def effective_database_url(self) -> str:
         """The SQLAlchemy URL in use: DATABASE_URL, or the embedded SQLite file."""
-        return self.database_url or _default_sqlite_url()
+        return self.database_url or f"sqlite:///{self.var_dir / 'ml_api.sqlite3'}"
 
     @property
     def uses_embedded_defaults(self) -> bool:
@@ -53,6 +53,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
         base = cls()
+        var_dir = Path(env.get("VAR_DIR") or base.var_dir)
         return cls(
             database_url=env.get("DATABASE_URL", "").strip(),
             redis_url=env.get("REDIS_URL", "").strip(),
@@ -77,7 +78,8 @@ class Settings:
             log_uid_salt=env.get("LOG_UID_SALT", base.log_uid_salt),
             log_queue_max=int(env.get("LOG_QUEUE_MAX", base.log_queue_max)),
             dashboard_public=env.get("DASHBOARD_PUBLIC", "true").lower() in ("1", "true", "yes"),
-            spool_path=Path(env.get("SPOOL_PATH", base.spool_path)),
+            var_dir=var_dir,
+            spool_path=Path(env.get("SPOOL_PATH") or var_dir / "spool.sqlite3"),
             ml_api_env=env.get("ML_API_ENV", base.ml_api_env).strip().lower(),
         )
 
