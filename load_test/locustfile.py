@@ -9,6 +9,7 @@ Settings (environment):
   LOAD_USERS         distinct returning consumers (default 5000)
   LOAD_NEW_SHARE     share of requests from never-seen consumers (default 0.05)
   LOAD_RATES         true conversion rate per group (default "control=0.10,variation=0.15")
+  LOAD_WAIT_SECONDS  how long to wait for the API's /health at the start (default 60)
   LOAD_EXPERIMENT    experiment to drive (default: a fresh one per run when ADMIN_TOKEN is set,
                      else "demo")
   ADMIN_TOKEN        lets the run create its experiment and read its results at the end
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import gevent.event
 from locust import FastHttpUser, between, events, task
+from locust.exception import StopUser
 
 FEATURES = [[float(v) for v in row] for row in
             list(csv.reader((Path(__file__).with_name("features.csv")).open()))[1:]]
@@ -46,38 +48,71 @@ CONVERTED: set[str] = set()      # uids whose conversion was sent
 ACCEPTED: set[str] = set()       # ... and answered with 202
 NEW_IDS = itertools.count()
 READY = gevent.event.Event()     # users wait until the run's experiment is running everywhere
+SETUP_FAILED: list[str] = []     # why the run's experiment could not be set up
 
 
 def admin_headers() -> dict:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
 
 
+def wait_until_healthy(host: str, seconds: float) -> None:
+    """The API may still be starting (a fresh stack): poll /health before the first request."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(f"{host}/health", timeout=2).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 @events.test_start.add_listener
 def create_experiment(environment, **_):
-    """With an admin token and no LOAD_EXPERIMENT: a fresh 50/50 experiment for this run."""
+    """With an admin token and no LOAD_EXPERIMENT: a fresh 50/50 experiment for this run.
+    If that fails (API not ready, wrong token), the run stops with the reason as a failure:
+    otherwise every user would wait for the experiment forever and show nothing."""
+    try:
+        wait_until_healthy(environment.host, float(os.environ.get("LOAD_WAIT_SECONDS", "60")))
+        start_experiment(environment.host)
+    except Exception as exc:  # noqa: BLE001 - any failure here must stop the run visibly
+        SETUP_FAILED.append(f"{type(exc).__name__}: {exc}")
+        print(f"FAILED: setting up the run's experiment: {SETUP_FAILED[0]}", flush=True)
+        environment.events.request.fire(
+            request_type="SETUP", name="create the run's experiment", response_time=0,
+            response_length=0, exception=exc, context={})
+        environment.process_exit_code = 1
+        runner = environment.runner
+        if runner is not None:
+            headless = getattr(environment.parsed_options, "headless", True)
+            gevent.spawn_later(0.1, runner.quit if headless else runner.stop)
+    finally:
+        READY.set()
+
+
+def start_experiment(host: str) -> None:
     if EXPERIMENT["name"] or not ADMIN_TOKEN:
         EXPERIMENT["name"] = EXPERIMENT["name"] or "demo"
-        READY.set()
         return
     name = f"load-{RUN}"
     body = {"name": name, "mde": 0.02, "variants": [
         {"name": "control", "model": "logreg@1", "weight": 50},
         {"name": "variation", "model": "gboost@1", "weight": 50}]}
     for path, data in (("/experiments", body), (f"/experiments/{name}/start", {})):
-        request = urllib.request.Request(environment.host + path, method="POST",
+        request = urllib.request.Request(host + path, method="POST",
                                          data=json.dumps(data).encode(), headers=admin_headers())
         urllib.request.urlopen(request, timeout=10).read()
     EXPERIMENT["name"] = name
     # Every API worker reloads experiment definitions within EXPERIMENT_REFRESH_SECONDS (2 s by
     # default); until then a worker may still see the draft and serve the control to all.
     time.sleep(float(os.environ.get("LOAD_SETTLE_SECONDS", "3")))
-    READY.set()
 
 
 @events.test_stop.add_listener
 def check_results(environment, **_):
     """Print the run's experiment results; fail the run if they name the wrong group."""
-    if not ADMIN_TOKEN:
+    if not ADMIN_TOKEN or SETUP_FAILED:
         return
     request = urllib.request.Request(
         f"{environment.host}/experiments/{EXPERIMENT['name']}/results", headers=admin_headers())
@@ -112,6 +147,8 @@ class Consumer(FastHttpUser):
 
     def on_start(self) -> None:
         READY.wait()
+        if SETUP_FAILED:
+            raise StopUser()
 
     def pick_uid(self) -> str:
         if random.random() < NEW_SHARE:
