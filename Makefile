@@ -1,10 +1,11 @@
 # The commands of the README. `make run` serves the embedded default on http://127.0.0.1:5000;
-# `make test` runs the whole suite on the real Redis and MariaDB of this machine.
+# `make test` runs the whole suite on the real Redis and MariaDB of this machine, then
+# `make stack-test`: the container stack built and run on a local podman engine.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench locust services train init-db clean
+.PHONY: run test stack-test bench locust services train init-db clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,14 @@ services:
 
 test: $(VENV)/.test-deps services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) stack-test
+
+# Builds every image of docker-compose.yml (over base images made from Debian packages), runs
+# the stack with two API replicas behind nginx and checks it end to end (tests/stack/run.py).
+# Needs root for podman; installs podman, debootstrap and docker-compose when missing.
+# STACK_KEEP=1 keeps the built images in .stack/ for the next run.
+stack-test: $(VENV)/.test-deps
+	$(BIN)/python -m tests.stack.run
 
 # /predict against a bare endpoint, worker scaling, results cost from 10^4 to 10^7
 # exposures, then where a request's time goes (about 10 minutes in all).
@@ -51,4 +60,4 @@ bench: $(VENV)/.test-deps services
 	$(BIN)/python -m load_test.stages
 
 clean:
-	rm -rf $(VENV) var bench-results test-output
+	rm -rf $(VENV) var bench-results test-output .stack
