@@ -6,7 +6,8 @@ Everything lives in one state directory (storage, networks, volumes, the socket)
 machine's own services and any other podman use are left alone; `stop()` removes it all.
 
     python -m tests.stack.engine images      # base images only (debootstrap, wheelhouse)
-    python -m tests.stack.engine shell       # print the environment that points docker-compose here
+    python -m tests.stack.engine serve       # serve until Ctrl-C; prints the variables that
+                                             # point docker-compose and podman at it
 """
 from __future__ import annotations
 
@@ -204,11 +205,17 @@ def main(argv: list[str]) -> int:
         finally:
             engine.stop(keep_images=True)
         return 0
-    if argv[:1] == ["shell"]:
-        engine._write_config()
-        for key in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "DOCKER_HOST",
-                    "BUILDAH_FORMAT"):
-            print(f"export {key}={engine.env[key]}")
+    if argv[:1] == ["serve"]:
+        engine.start()
+        engine.base_images()
+        for key in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "DOCKER_HOST"):
+            print(f"export {key}={engine.env[key]}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            engine.stop(keep_images=True)
         return 0
     print(__doc__)
     return 2

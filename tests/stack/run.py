@@ -164,6 +164,7 @@ class Load:
         self.stack, self.expected, self.experiment = stack, expected, experiment
         self.sent = self.failed = 0
         self.changed: list[str] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(8)]
 
@@ -173,12 +174,13 @@ class Load:
         while not self._stop.is_set():
             uid = uids[i % len(uids)]
             status, group = self.stack.predict(uid, self.experiment)
-            self.sent += 1
-            if status != 200:
-                self.failed += 1
-            elif group != self.expected[uid]:
-                self.changed.append(uid)
-            i += 8
+            with self._lock:
+                self.sent += 1
+                if status != 200:
+                    self.failed += 1
+                elif group != self.expected[uid]:
+                    self.changed.append(uid)
+            i += len(self._threads)
 
     def __enter__(self) -> "Load":
         for thread in self._threads:
