@@ -18,7 +18,7 @@ SERVICE_VARIABLES = {"DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "MODELS_DIR", 
                      "WEB_CONCURRENCY", "GUNICORN_THREADS", "DEFAULT_EXPERIMENT",
                      "EXPERIMENT_REFRESH_SECONDS", "ADMIN_TOKEN", "PROMETHEUS_MULTIPROC_DIR",
                      "LOGSTASH_HOST", "LOGSTASH_PORT", "LOGSTASH_PROTOCOL", "LOG_UID",
-                     "SPOOL_PATH"}
+                     "SPOOL_PATH", "VAR_DIR"}
 
 
 def settings_env(settings) -> dict[str, str]:

@@ -132,3 +132,75 @@ def test_tampered_model_stops_the_start_with_a_clear_message(embedded_settings, 
         assert "refusing to start" in (tmp_path / "g.log").read_text()
     finally:
         artifact.write_bytes(original)
+
+
+def _one_request(port: int, uid: str) -> tuple[str, float]:
+    """A /predict on a new connection: (outcome, seconds). Outcomes: ok, refused (nothing was
+    accepted), reset (accepted, then dropped without an answer), timeout."""
+    import http.client
+    import socket
+    import time
+
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("POST", "/predict", json.dumps({"uid": uid, "features": FEATURES}),
+                           {"Content-Type": "application/json"})
+        outcome = "ok" if connection.getresponse().status == 200 else "error status"
+    except ConnectionRefusedError:
+        outcome = "refused"
+    except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+        outcome = "reset"
+    except socket.timeout:
+        outcome = "timeout"
+    finally:
+        connection.close()
+    return outcome, time.monotonic() - started
+
+
+def test_after_a_graceful_stop_new_connections_are_refused_never_reset(embedded_settings,
+                                                                       tmp_path):
+    """Under load on new connections, SIGTERM to gunicorn: requests in flight are answered,
+    later connections are refused at once (a balancer retries them elsewhere), none is
+    accepted and then reset after a hang. Started again on the same port, it serves."""
+    import signal
+    import threading
+    import time
+
+    server = Gunicorn(settings_env(embedded_settings), log_path=tmp_path / "g.log").start()
+    results: list[tuple[float, str, float]] = []
+    stop_sent = threading.Event()
+    done = threading.Event()
+
+    def load(worker: int) -> None:
+        for i in range(100_000):
+            if done.is_set():
+                return
+            outcome, took = _one_request(server.port, f"stop-{worker}-{i}")
+            results.append((time.monotonic(), outcome, took))
+            if outcome == "refused":
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in range(6)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+        sigterm_at = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        stop_sent.set()
+        server.proc.wait(timeout=30)
+        time.sleep(0.5)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    outcomes = [outcome for _, outcome, _ in results]
+    before = [outcome for at, outcome, _ in results if at < sigterm_at]
+    assert before.count("ok") > 50 and set(before) == {"ok"}
+    assert outcomes.count("refused") > 0
+    assert {"reset", "timeout", "error status"}.isdisjoint(outcomes), \
+        {o: outcomes.count(o) for o in set(outcomes)}
+    assert max(took for _, outcome, took in results if outcome == "refused") < 0.5
+    with server.start():
+        assert _one_request(server.port, "after-restart")[0] == "ok"
