@@ -20,7 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     services = build_services(settings)
-    services.supervisor.start(settings.supervisor_interval_seconds)
+    services.start()
     app.extensions["ml_api"] = services
     app.register_blueprint(create_api(services))
     app.register_blueprint(admin)

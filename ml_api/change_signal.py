@@ -3,16 +3,25 @@
 An admin change (create, start, stop, ...) writes a new value; every worker's experiment
 catalog compares it with the value it loaded under, once per request, and reloads when it
 differs. Reading it is a memory read, no system call, so a change made through one gunicorn
-worker takes effect on the next request in every other worker of the host. Workers on other
-hosts still see it within EXPERIMENT_REFRESH_SECONDS.
+worker takes effect on the next request in every other worker of the host.
+
+Between hosts, RelayedSignal carries the change over Redis pub/sub: each worker subscribes,
+and a message moves its host's signal. While Redis is down, other hosts see a change within
+EXPERIMENT_REFRESH_SECONDS, by polling.
 """
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import struct
+import threading
 import time
 from pathlib import Path
+
+import redis
+
+log = logging.getLogger(__name__)
 
 _SIZE = 8
 _VALUE = struct.Struct("<Q")
@@ -55,3 +64,51 @@ class LocalSignal:
 
     def notify(self) -> None:
         self._value += 1
+
+
+class RelayedSignal:
+    """A host's signal that also travels to every other host sharing the Redis server."""
+
+    def __init__(self, local: ChangeSignal, redis_url: str, channel: str):
+        self._local = local
+        self._url, self._channel = redis_url, channel
+        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5,
+                                            socket_timeout=0.5)
+        self._stopping = threading.Event()
+        self._pubsub = None
+
+    def value(self) -> int:
+        return self._local.value()
+
+    def notify(self) -> None:
+        """Move this host's signal, and publish the change to the other hosts."""
+        self._local.notify()
+        try:
+            self._client.publish(self._channel, b"changed")
+        except redis.RedisError as exc:
+            log.warning("change not published (other hosts will poll): %s", exc)
+
+    def start(self) -> None:
+        """Listen for other hosts' changes on a daemon thread, until stop()."""
+        threading.Thread(target=self._listen, name="change-relay", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._pubsub is not None:
+            self._pubsub.close()
+
+    def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client = redis.Redis.from_url(self._url, socket_connect_timeout=1,
+                                              health_check_interval=10)
+                self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+                self._pubsub.subscribe(self._channel)
+                # Messages may have been missed while not subscribed: reload once.
+                self._local.notify()
+                for _message in self._pubsub.listen():
+                    self._local.notify()
+            # stop() closes the connection under listen(), which surfaces as any of these.
+            except (redis.RedisError, OSError, ValueError, AttributeError):
+                if not self._stopping.wait(1.0):
+                    log.info("change relay reconnecting to Redis")

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Callable
 
 from .assignment import bucket_bounds
-from .change_signal import ChangeSignal, LocalSignal
+from .change_signal import ChangeSignal, LocalSignal, RelayedSignal
 from .errors import BackendUnavailable, UnknownExperiment
 
 DRAFT, RUNNING, PAUSED, STOPPED = "draft", "running", "paused", "stopped"
@@ -107,7 +107,7 @@ class ExperimentCatalog:
 
     def __init__(self, load: Callable[[], list[Experiment]], refresh_seconds: float = 2.0,
                  clock: Callable[[], float] = time.monotonic,
-                 signal: ChangeSignal | None = None):
+                 signal: ChangeSignal | RelayedSignal | None = None):
         self._load = load
         self._refresh_seconds = refresh_seconds
         self._clock = clock

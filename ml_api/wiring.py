@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 
 from .cache import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
-from .change_signal import ChangeSignal
+from .change_signal import ChangeSignal, RelayedSignal
 from .errors import BackendUnavailable
 from .event_log import EventShipper, RequestEvents, StdoutTransport, logstash_transport
 from .event_store import EventStore
@@ -50,6 +50,14 @@ class Services:
     supervisor: ExperimentSupervisor
     request_events: RequestEvents
     spool: Spool
+    relay: RelayedSignal | None = None
+
+    def start(self) -> None:
+        """Start this process's background work: the supervisor, and listening for other
+        hosts' experiment changes."""
+        self.supervisor.start(self.settings.supervisor_interval_seconds)
+        if self.relay is not None:
+            self.relay.start()
 
     def drain(self, timeout: float = 5.0) -> None:
         """Write out what this process holds only in memory, before it exits (gunicorn's
@@ -128,9 +136,11 @@ def build_services(settings: Settings) -> Services:
             "the database schema is missing or out of date: run `python -m ml_api init-db`")
     store, events = SqlStore(engine), EventStore(engine)
     cache = build_shared_cache(settings)
+    signal = ChangeSignal.beside(settings.spool_path)
+    relay = (RelayedSignal(signal, settings.redis_url, f"{settings.redis_prefix}changes")
+             if settings.redis_url else None)
     catalog = ExperimentCatalog(lambda: live_experiments(store, events),
-                                settings.experiment_refresh_seconds,
-                                signal=ChangeSignal.beside(settings.spool_path))
+                                settings.experiment_refresh_seconds, signal=relay or signal)
     catalog.refresh()
     spool = Spool(settings.spool_path)
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
@@ -145,7 +155,7 @@ def build_services(settings: Settings) -> Services:
         outcomes=OutcomeService(catalog, events, settings.default_experiment, assigner, spool),
         admin=admin, shadow=shadow, health=health,
         supervisor=ExperimentSupervisor(store, events, admin, health, spool=spool),
-        request_events=build_request_events(settings), spool=spool,
+        request_events=build_request_events(settings), spool=spool, relay=relay,
     )
 
 
