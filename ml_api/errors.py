@@ -22,7 +22,8 @@ Adapter errors (raised by cache.py and storage.py, never rendered directly):
     BackendUnavailable (rendered as 503 backend_unavailable if nothing handles it)
     ├── CacheUnavailable
     └── StorageUnavailable
-        └── TransientConflict
+        ├── TransientConflict
+        └── AssignmentUnconfirmed
 """
 from __future__ import annotations
 
@@ -94,6 +95,11 @@ class StorageUnavailable(BackendUnavailable):
 
 class TransientConflict(StorageUnavailable):
     """A deadlock or lock-wait timeout: running the transaction again may succeed."""
+
+
+class AssignmentUnconfirmed(StorageUnavailable):
+    """Neither Redis nor the database can tell a uid's group, and the hash may not give the
+    group it was first given (the weights changed since the start, or a strategy sets them)."""
 
 
 class ModelIntegrityError(Exception):

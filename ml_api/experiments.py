@@ -50,6 +50,7 @@ class Experiment:
     config: dict = field(default_factory=dict, compare=False)
     version: int = 0
     started_at: datetime | None = None
+    reweighted: bool = False  # the weights changed after the start
     # Weights in force now when a strategy sets them (bandits, canary, shadow); else None.
     live_weights: tuple[float, ...] | None = field(default=None, compare=False)
 
@@ -71,6 +72,12 @@ class Experiment:
     def control(self) -> Variant:
         """The first variant is the control (the champion)."""
         return self.variants[0]
+
+    @property
+    def hash_gives_first_groups(self) -> bool:
+        """Whether the hash under the current weights gives every uid the group it was first
+        given: a hash split whose weights never changed since the start."""
+        return self.strategy == "hash" and not self.reweighted
 
     @property
     def is_running(self) -> bool:

@@ -6,7 +6,7 @@ import random
 import time
 from typing import NamedTuple
 
-from .errors import ModelFailure, ServiceUnavailable
+from .errors import AssignmentUnconfirmed, ModelFailure, ServiceUnavailable
 from .experiments import ExperimentCatalog
 from .health import VariantHealthRecorder
 from .model_registry import ModelRegistry
@@ -61,10 +61,12 @@ class PredictionService:
         # Validate against the control's features before anything is assigned or stored.
         row = feature_row(request.features, self._model(experiment.control.model_key)
                           .spec.feature_names)
+        variant = experiment.serving_variant
         if running:
-            variant = experiment.variant(self._assigner.assign(experiment, request.uid))
-        else:
-            variant = experiment.serving_variant
+            try:
+                variant = experiment.variant(self._assigner.assign(experiment, request.uid))
+            except AssignmentUnconfirmed:
+                running = False  # served like everyone outside the experiment; nothing recorded
         model = self._model(variant.model_key)
         model_started = time.perf_counter()
         try:

@@ -64,6 +64,9 @@ class Experiment(Base):
     # admin and the canary/auto-stop supervisor) cannot overwrite each other unseen.
     version: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # When the variants' weights last changed: after started_at, the hash under the current
+    # weights may no longer give an early uid the group it was first given.
+    weights_changed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Variant(Base):

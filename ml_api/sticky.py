@@ -8,7 +8,11 @@ once this process has seen it). A weight change only moves new uids; a flushed c
 restart moves nobody.
 
 While the database is unreachable, Redis SET NX arbitrates instead, and the answer is
-cached in Redis as *provisional* (never in memory) until the exposure is written.
+cached in Redis as *provisional* (never in memory) until the exposure is written. A uid that
+Redis does not know may still be a returning one (Redis restarted, or a write to it failed):
+when the hash could then give it another group than its first (weights changed since the
+start, or an adaptive strategy), the uid is not assigned at all (AssignmentUnconfirmed) and
+the caller serves it outside the experiment.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import logging
 from . import metrics
 from .assignment import bucket, choose_variant
 from .cache import AssignmentCache, InProcessAssignmentCache
-from .errors import CacheUnavailable, StorageUnavailable
+from .errors import AssignmentUnconfirmed, CacheUnavailable, StorageUnavailable
 from .experiments import Experiment
 from .event_store import EventStore
 from .spool import Spool
@@ -85,6 +89,9 @@ class StickyAssigner:
             durable = self._store.record_exposure(experiment.id, uid, candidate,
                                                  experiment.shares)
         except StorageUnavailable as exc:
+            if provisional is None and not experiment.hash_gives_first_groups:
+                raise AssignmentUnconfirmed(
+                    f"the group of {uid!r} in {experiment.name} cannot be confirmed") from exc
             log.warning("database unavailable, exposure in %s spooled: %s", experiment.name, exc)
             claimed = self._claim_provisionally(experiment, uid, candidate)
             if self._spool is not None:

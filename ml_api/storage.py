@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from . import metrics
 from .errors import ConcurrentChange, StorageUnavailable, TransientConflict
-from .experiments import Experiment as ExperimentValue, Variant as VariantValue
+from .experiments import RUNNING, Experiment as ExperimentValue, Variant as VariantValue
 from .model_registry import ModelSpec
 from .schema import AuditEntry, Experiment, ModelVersion, Variant, VariantCounter
 
@@ -156,6 +156,8 @@ class SqlStore:
                 variants=tuple(by_experiment.get(e.id, ())), default_variant=e.default_variant,
                 metric=e.metric, config=e.config or {}, version=e.version,
                 started_at=e.started_at,
+                reweighted=e.weights_changed_at is not None and (
+                    e.started_at is None or e.weights_changed_at > e.started_at),
             )
             for e in experiments
         ]
@@ -174,6 +176,7 @@ class SqlStore:
             experiment_id = conn.execute(insert(Experiment.__table__).values(
                 name=name, salt=salt or name, status=status, strategy=strategy, metric=metric,
                 config=config or {}, created_at=now, updated_at=now, version=0,
+                started_at=now if status == RUNNING else None,
             )).inserted_primary_key[0]
             conn.execute(insert(Variant.__table__), [
                 {"experiment_id": experiment_id, "name": v.name, "model_key": v.model_key,
@@ -202,7 +205,10 @@ class SqlStore:
         Compare-and-set on the version column; the audit entry is written in the same
         transaction, so every change that happened is in the log and nothing else is.
         """
-        values = dict(columns or {}, version=experiment.version + 1, updated_at=utcnow())
+        now = utcnow()
+        values = dict(columns or {}, version=experiment.version + 1, updated_at=now)
+        if weights:
+            values["weights_changed_at"] = now
         with translated("changing an experiment"), self.engine.begin() as conn:
             changed = conn.execute(update(Experiment.__table__).where(
                 Experiment.id == experiment.id, Experiment.version == experiment.version,
@@ -223,8 +229,10 @@ class SqlStore:
                 conn.execute(update(Variant.__table__).where(
                     Variant.experiment_id == experiment_id, Variant.name == name,
                 ).values(weight=weight))
+            now = utcnow()
             conn.execute(update(Experiment.__table__).where(Experiment.id == experiment_id)
-                         .values(updated_at=utcnow(), version=Experiment.version + 1))
+                         .values(updated_at=now, weights_changed_at=now,
+                                 version=Experiment.version + 1))
 
     def experiment_times(self, experiment_id: int) -> dict:
         with translated("reading an experiment"), self.engine.connect() as conn:

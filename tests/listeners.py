@@ -149,6 +149,10 @@ class TcpProxy:
                     pass
 
     def cut(self) -> None:
+        try:  # wakes the accept() blocked in another thread, which a bare close() does not
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         with self._lock:
             pairs, self._pairs = self._pairs, []

@@ -239,3 +239,62 @@ def test_sigterm_lets_in_flight_requests_finish(real_settings, tmp_path):
                                   "ConnectionRefusedError"))]
     assert not cut, cut[:3]
     assert all(a[2] in ("control", "variation") for a in after if a[1] == 200)
+
+
+def test_a_double_outage_after_a_ramp_never_answers_another_group_than_the_stored_one(
+        models_dir, mysql_url, own_redis, tmp_path):
+    """Weights ramped from 90/10 to 10/90, then Redis restarted (its keys gone), MariaDB
+    unreachable, and workers that remember nobody: a returning uid cannot be confirmed, and
+    the hash under the new weights would move many. Each is served outside the experiment
+    (the control, nothing recorded) instead of in a group it never had."""
+    from ml_api.assignment import assign
+
+    redis_port, restart_redis = own_redis
+    database = mysql_url.rsplit("/", 1)[1]
+    proxy = TcpProxy(MYSQL_PORT, MYSQL_HOST)
+    url = f"mysql+pymysql://{MYSQL_USER}:{MYSQL_PASSWORD}@127.0.0.1:{proxy.port}/{database}"
+    settings = Settings(database_url=url, redis_url=f"redis://127.0.0.1:{redis_port}/0",
+                        redis_prefix="double:", models_dir=models_dir, admin_token="t",
+                        spool_path=tmp_path / "spool.sqlite3", experiment_refresh_seconds=1)
+    init_database(settings)
+    admin = {"Authorization": "Bearer t"}
+    uids = [f"ramped-{i}" for i in range(150)]
+    newcomers = [f"newcomer-{i}" for i in range(30)]
+    try:
+        with Gunicorn(settings_env(settings), log_path=tmp_path / "g.log") as server, \
+                requests.Session() as session:
+            def ask(uid):
+                r = session.post(f"{server.url}/predict", timeout=10, json={
+                    "uid": uid, "experiment": "ramped", "features": FEATURES})
+                assert r.status_code == 200, r.text
+                return r.json()["in_experiment"], r.json()["group"]
+
+            session.post(f"{server.url}/experiments", headers=admin, json={
+                "name": "ramped", "variants": [
+                    {"name": "control", "model": "logreg@1", "weight": 90},
+                    {"name": "variation", "model": "gboost@1", "weight": 10}]})
+            session.post(f"{server.url}/experiments/ramped/start", headers=admin)
+            stored = {uid: ask(uid)[1] for uid in uids}
+            assert session.patch(f"{server.url}/experiments/ramped", headers=admin, json={
+                "weights": {"control": 10, "variation": 90}}).status_code == 200
+            server.stop()
+            server.start()  # workers that remember nobody
+            restart_redis(0.2)
+            proxy.cut()
+            during = {uid: ask(uid) for uid in uids + newcomers}
+            proxy.restore()
+    finally:
+        proxy.close()
+    would_move = [u for u in uids if ["control", "variation"][assign("ramped", u, [10, 90])]
+                  != stored[u]]
+    assert len(would_move) > 50  # the hash alone would have moved these
+    in_experiment = {u: group for u, (inside, group) in during.items() if inside}
+    assert all(in_experiment[u] == stored[u] for u in in_experiment if u in stored)
+    assert {group for inside, group in during.values() if not inside} <= {"control"}
+    assert not any(inside for inside, _ in during.values())
+    conn = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER,
+                           password=MYSQL_PASSWORD, database=database)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM exposures WHERE uid LIKE 'newcomer-%'")
+        assert cur.fetchone()[0] == 0  # nothing recorded for those served outside
+    conn.close()
