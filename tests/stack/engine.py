@@ -149,34 +149,42 @@ runroot = "{s / 'run'}"
         return self.podman("image", "exists", name, check=False).returncode == 0
 
     def base_images(self) -> None:
-        """Debian bookworm from debootstrap, and a Python 3.11 image carrying a wheelhouse."""
-        if not self.has_image(DEBIAN_IMAGE):
-            rootfs = self.state / "rootfs"
-            shutil.rmtree(rootfs, ignore_errors=True)
-            log("debootstrap bookworm (minbase)")
-            subprocess.run(["debootstrap", "--variant=minbase", "--include=ca-certificates",
-                            "bookworm", str(rootfs), DEBIAN_MIRROR],
-                           check=True, capture_output=True, timeout=900)
-            shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
-            tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-            subprocess.run(["podman", "import", "--change", 'CMD ["bash"]', "-", DEBIAN_IMAGE],
-                           stdin=tar.stdout, env=self.env, check=True, capture_output=True)
-            tar.wait()
-            shutil.rmtree(rootfs)
+        """Debian bookworm from debootstrap, and a Python 3.11 image carrying a wheelhouse
+        (built on the host meanwhile)."""
+        context = self.state / "python-base"
+        wheelhouse = None
         if not self.has_image(PYTHON_IMAGE):
-            context = self.state / "python-base"
-            wheels = context / "wheels"
-            wheels.mkdir(parents=True, exist_ok=True)
+            (context / "wheels").mkdir(parents=True, exist_ok=True)
             log("wheelhouse for the images")
-            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels),
-                            *wheelhouse_requirements()], check=True, capture_output=True,
-                           timeout=900)
+            wheelhouse = subprocess.Popen(
+                [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(context / "wheels"),
+                 *wheelhouse_requirements()],
+                stdout=subprocess.DEVNULL, stderr=open(self.state / "wheelhouse.log", "wb"))
+        if not self.has_image(DEBIAN_IMAGE):
+            self._debian_image()
+        if wheelhouse is not None:
+            if wheelhouse.wait(timeout=900) != 0:
+                raise RuntimeError(f"pip wheel failed; see {self.state}/wheelhouse.log")
             log("python base image")
             self.podman("build", "--format", "docker", "-q", "-f",
                         str(IMAGES / "python" / "Dockerfile"),
                         "--build-arg", f"DEBIAN_IMAGE={DEBIAN_IMAGE}", "-t", PYTHON_IMAGE,
                         str(context))
             shutil.rmtree(context)
+
+    def _debian_image(self) -> None:
+        rootfs = self.state / "rootfs"
+        shutil.rmtree(rootfs, ignore_errors=True)
+        log("debootstrap bookworm (minbase)")
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=ca-certificates",
+                        "bookworm", str(rootfs), DEBIAN_MIRROR],
+                       check=True, capture_output=True, timeout=900)
+        shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["podman", "import", "--change", 'CMD ["bash"]', "-", DEBIAN_IMAGE],
+                       stdin=tar.stdout, env=self.env, check=True, capture_output=True)
+        tar.wait()
+        shutil.rmtree(rootfs)
 
     def stop(self, keep_images: bool = False) -> None:
         """Stop every container; unless `keep_images`, remove the whole state directory."""
