@@ -89,7 +89,8 @@ def _experiments(args, settings: Settings) -> int:
 
 
 def _reconcile(args, settings: Settings) -> int:
-    """Compare the result counters with a recount of the raw rows."""
+    """Compare the result counters with a recount of the raw rows, and list the spooled
+    outcomes that went to the dead letters."""
     services = _services(settings)
     experiment = services.store.load_experiment(args.name)
     if experiment is None:
@@ -100,7 +101,10 @@ def _reconcile(args, settings: Settings) -> int:
     raw_exposures, raw_sums = services.events.recount(experiment.id, experiment.metric)
     same = ({k: v for k, v in exposures.items() if v} == raw_exposures
             and {k: v for k, v in sums.items() if v.events} == raw_sums)
-    _print({"experiment": args.name, "consistent": same,
+    from .dead_letters import DeadLetters
+
+    dead_letters = DeadLetters(services.store.engine).of_experiment(experiment.id)
+    _print({"experiment": args.name, "consistent": same, "dead_letters": dead_letters,
             "counters": {"exposures": exposures, "metric": {k: vars(v) for k, v in sums.items()}},
             "raw": {"exposures": raw_exposures,
                     "metric": {k: vars(v) for k, v in raw_sums.items()}}})

@@ -61,10 +61,10 @@ class OutcomeService:
             receipt = self._events.record_outcome(experiment.id, request.uid, request.metric,
                                                   request.value, request.event_id)
         except UnknownAssignment:
-            # Assigned during a database outage, its exposure may still wait in the spool:
-            # then the outcome queues behind it (the spool replays in order).
+            # Assigned during a database outage, its exposure may still wait in a spool, this
+            # host's or another's: the outcome waits in this host's spool until it is there.
             group = self._assigner.known_group(experiment, request.uid)
-            if group is None or not self._spool.pending():
+            if group is None:
                 raise
             self._spool.add_outcome(experiment.id, request.uid, request.metric, request.value,
                                     request.event_id)

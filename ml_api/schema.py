@@ -150,6 +150,22 @@ class Outcome(Base):
     created_at: Mapped[datetime] = mapped_column(TIME)
 
 
+class DeadLetter(Base):
+    """A spooled outcome whose exposure never reached the database within the spool's
+    horizon (its host's spool was lost, say): kept here, reported by `reconcile`."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    uid: Mapped[str] = mapped_column(_exact_string(256))
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(String(255))
+    spooled_at: Mapped[datetime] = mapped_column(TIME)
+    moved_at: Mapped[datetime] = mapped_column(TIME)
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
 

@@ -38,6 +38,7 @@ class Settings:
     dashboard_public: bool = True
     var_dir: Path = DEFAULT_VAR_DIR
     spool_path: Path = DEFAULT_VAR_DIR / "spool.sqlite3"
+    spool_orphan_horizon_seconds: float = 86400.0
     ml_api_env: str = "production"
 
     @property
@@ -80,6 +81,8 @@ class Settings:
             dashboard_public=env.get("DASHBOARD_PUBLIC", "true").lower() in ("1", "true", "yes"),
             var_dir=var_dir,
             spool_path=Path(env.get("SPOOL_PATH") or var_dir / "spool.sqlite3"),
+            spool_orphan_horizon_seconds=float(env.get(
+                "SPOOL_ORPHAN_HORIZON_SECONDS", base.spool_orphan_horizon_seconds)),
             ml_api_env=env.get("ML_API_ENV", base.ml_api_env).strip().lower(),
         )
 

@@ -2,6 +2,10 @@
 outcomes accepted while MySQL is down are written here (fsync'd SQLite, shared by the
 workers of one host) and replayed when it returns. Replays are idempotent: exposures are
 insert-or-get, and every spooled outcome carries an event id.
+
+An outcome whose exposure the database does not know yet may be waiting in another host's
+spool: it is retried until `orphan_horizon` seconds after it was spooled, then moved to the
+database's dead_letters table (DeadLetters), never dropped.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+from .dead_letters import DeadLetters
 from .errors import StorageUnavailable, UnknownAssignment
 from .event_store import EventStore
 
@@ -25,6 +30,10 @@ CREATE TABLE IF NOT EXISTS spooled (
     payload TEXT NOT NULL          -- JSON arguments of the EventStore call
 )
 """
+# Added later; a spool file written before them gets them with their defaults.
+COLUMNS = {"spooled_at": "REAL NOT NULL DEFAULT 0",  # time.time() when spooled
+           "retry_at": "REAL NOT NULL DEFAULT 0"}    # not replayed before this time
+RETRY_SECONDS = 5.0  # between tries of an outcome whose exposure is not in the database yet
 
 
 def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
@@ -41,13 +50,24 @@ def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
 
 
 class Spool:
-    def __init__(self, path: Path):
+    """The host's spool file: records added while the database is down, replayed in order."""
+
+    def __init__(self, path: Path, dead_letters: DeadLetters | None = None,
+                 orphan_horizon: float = 86400.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._dead_letters = dead_letters
+        self._orphan_horizon = orphan_horizon
         self._local = threading.local()
         self._replay_lock = threading.Lock()
         with self._connection() as conn:
             conn.execute(SCHEMA)
+            present = {row[1] for row in conn.execute("PRAGMA table_info(spooled)")}
+            for name, definition in COLUMNS.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE spooled ADD COLUMN {name} {definition}")
+            if "spooled_at" not in present:  # the horizon of older records starts now
+                conn.execute("UPDATE spooled SET spooled_at = ?", (time.time(),))
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -61,8 +81,8 @@ class Spool:
     def _add(self, kind: str, payload: dict) -> None:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO spooled (kind, payload) VALUES (?, ?)",
-                     (kind, json.dumps(payload)))
+        conn.execute("INSERT INTO spooled (kind, payload, spooled_at) VALUES (?, ?, ?)",
+                     (kind, json.dumps(payload), time.time()))
         conn.execute("COMMIT")
 
     def add_exposure(self, experiment_id: int, uid: str, variant: str,
@@ -82,16 +102,19 @@ class Spool:
         return self._connection().execute("SELECT COUNT(*) FROM spooled").fetchone()[0]
 
     def replay(self, events: EventStore, batch: int = 500) -> int:
-        """Write spooled records to the database, oldest first; returns how many were done.
-        Stops at the first database error (the rest waits for the next call)."""
+        """Write spooled records to the database, oldest first; returns how many were done
+        (written, or moved to the dead letters). Stops at the first database error (the rest
+        waits for the next call)."""
         if not self._replay_lock.acquire(blocking=False):
             return 0
         done = 0
         try:
             conn = self._connection()
-            rows = conn.execute("SELECT id, kind, payload FROM spooled ORDER BY id LIMIT ?",
-                                (batch,)).fetchall()
-            for row_id, kind, payload in rows:
+            now = time.time()
+            rows = conn.execute("SELECT id, kind, payload, spooled_at FROM spooled "
+                                "WHERE retry_at <= ? ORDER BY id LIMIT ?",
+                                (now, batch)).fetchall()
+            for row_id, kind, payload, spooled_at in rows:
                 args = json.loads(payload)
                 try:
                     if kind == "exposure":
@@ -99,7 +122,14 @@ class Spool:
                     else:
                         events.record_outcome(**args)
                 except UnknownAssignment:
-                    log.warning("spooled outcome for an unassigned uid dropped: %s", args)
+                    try:
+                        expired = self._orphan_expired(kind, args, spooled_at, now)
+                    except StorageUnavailable:
+                        break
+                    if not expired:
+                        conn.execute("UPDATE spooled SET retry_at = ? WHERE id = ?",
+                                     (now + RETRY_SECONDS, row_id))
+                        continue
                 except StorageUnavailable:
                     break
                 # Another host's worker may replay the same file only if it shares the path;
@@ -109,3 +139,14 @@ class Spool:
         finally:
             self._replay_lock.release()
         return done
+
+    def _orphan_expired(self, kind: str, args: dict, spooled_at: float, now: float) -> bool:
+        """Whether an outcome without a known exposure is past the horizon, and moved to the
+        dead letters (a database error raises StorageUnavailable: it stays spooled)."""
+        if now - spooled_at < self._orphan_horizon or self._dead_letters is None:
+            return False
+        self._dead_letters.add(kind, args, "its exposure never reached the database",
+                               spooled_at)
+        log.warning("spooled %s moved to dead_letters after %.0f s: %s", kind,
+                    now - spooled_at, args)
+        return True

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .cache import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
 from .change_signal import ChangeSignal, RelayedSignal
+from .dead_letters import DeadLetters
 from .errors import BackendUnavailable
 from .event_log import EventShipper, RequestEvents, StdoutTransport, logstash_transport
 from .event_store import EventStore
@@ -142,7 +143,7 @@ def build_services(settings: Settings) -> Services:
     catalog = ExperimentCatalog(lambda: live_experiments(store, events),
                                 settings.experiment_refresh_seconds, signal=relay or signal)
     catalog.refresh()
-    spool = Spool(settings.spool_path)
+    spool = Spool(settings.spool_path, DeadLetters(engine), settings.spool_orphan_horizon_seconds)
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
                               cache, events, spool)
     shadow, health = ShadowRunner(registry, events), VariantHealthRecorder()

@@ -1,5 +1,6 @@
 """Two hosts (two gunicorn instances, each with its own spool and change signal) sharing the
 real Redis and MariaDB."""
+import json
 import statistics
 import threading
 import time
@@ -86,3 +87,65 @@ def test_a_new_uid_racing_on_two_hosts_gets_one_group_and_one_exposure(real_sett
             recorded[uid] = variant
     engine.dispose()
     assert recorded == {uid: groups[0] for uid, groups in answers.items()}
+
+
+def test_an_outcome_waits_for_its_exposure_in_another_hosts_spool_and_none_is_dropped(
+        models_dir, mysql_url, redis_prefix, tmp_path, monkeypatch, capsys):
+    """MariaDB unreachable. Host a answers a new uid (its exposure spooled on a), host b
+    takes that uid's purchase (spooled on b); a third host answers another uid and loses its
+    spool with its disk, and b takes that uid's purchase too. Back up, b replays first: both
+    outcomes wait. Once a has replayed, the first is written; the orphan, past the horizon,
+    goes to the dead letters, which `reconcile` lists. Nothing is deleted silently."""
+    from ml_api import spool as spool_module
+    from ml_api.cli import main
+    from ml_api.event_store import EventStore
+    from ml_api.storage import make_engine
+    from ml_api.outcomes import FeedbackRequest
+    from ml_api.payloads import PredictRequest
+    from ml_api.settings import Settings
+    from ml_api.wiring import build_services, init_database
+    from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, REDIS_URL
+    from tests.listeners import TcpProxy
+
+    monkeypatch.setattr(spool_module, "RETRY_SECONDS", 0.1)
+    proxy = TcpProxy(MYSQL_PORT, MYSQL_HOST)
+    database = mysql_url.rsplit("/", 1)[1]
+    url = f"mysql+pymysql://{MYSQL_USER}:{MYSQL_PASSWORD}@127.0.0.1:{proxy.port}/{database}"
+    base = Settings(database_url=url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+                    models_dir=models_dir, admin_token=ADMIN_TOKEN, experiment_refresh_seconds=0,
+                    supervisor_interval_seconds=0, spool_orphan_horizon_seconds=2)
+    init_database(base)
+    a, b, lost = (build_services(base.with_overrides(spool_path=tmp_path / n / "spool.sqlite3"))
+                  for n in ("a", "b", "lost"))
+
+    def purchase(uid):
+        return FeedbackRequest(uid, None, "conversion", 1.0, f"{uid}-order")
+    try:
+        proxy.cut()
+        group = a.prediction.predict(PredictRequest("traveller", FEATURES, None)).group
+        lost.prediction.predict(PredictRequest("orphan", FEATURES, None))
+        for uid in ("traveller", "orphan"):
+            assert b.outcomes.record(purchase(uid))[1].queued
+        proxy.restore()
+        b.spool.replay(b.events)
+        assert b.spool.pending() == 2  # neither exposure is in the database yet: both wait
+        assert a.spool.replay(a.events) == 1
+        time.sleep(0.2)
+        assert b.spool.replay(b.events) == 1 and b.spool.pending() == 1
+        time.sleep(2)
+        assert b.spool.replay(b.events) == 1 and b.spool.pending() == 0
+    finally:
+        proxy.close()
+    direct = EventStore(make_engine(mysql_url))
+    demo = b.catalog.get("demo")
+    assert direct.find_exposure(demo.id, "traveller") == group
+    assert direct.metric_sums(demo.id, "conversion")[group].users == 1
+    direct.engine.dispose()
+    monkeypatch.setenv("DATABASE_URL", mysql_url)
+    monkeypatch.setenv("MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("SPOOL_PATH", str(tmp_path / "cli" / "spool.sqlite3"))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["reconcile", "demo"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(d["uid"], d["kind"]) for d in report["dead_letters"]] == [("orphan", "outcome")]
+    assert report["dead_letters"][0]["payload"]["event_id"] == "orphan-order"
