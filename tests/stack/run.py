@@ -95,11 +95,12 @@ class Stack:
                           "service": labels.get("com.docker.compose.service")})
         return found
 
-    def wait_healthy(self, timeout: float = 300) -> None:
-        """Every running container with a healthcheck healthy, and `migrate` exited with 0."""
+    def wait_healthy(self, timeout: float = 300, service: str | None = None) -> None:
+        """Every container (of `service`) running and healthy where it has a healthcheck,
+        and `migrate` exited with 0."""
         deadline = time.monotonic() + timeout
         while True:
-            containers = self.containers()
+            containers = self.containers(service)
             waiting = [c["name"] for c in containers
                        if (c["service"] == "migrate" and c["state"] != "exited")
                        or (c["service"] != "migrate"
@@ -340,9 +341,12 @@ class Checks:
                 "event_id": f"{uid}-order"})
             expect(r.status_code == 202, f"feedback while MySQL is down: {r.status_code} "
                                          f"{r.text[:200]}")
+        # The replicas that spooled stop before MySQL returns, so only their recreated
+        # successors, reading the spool from the api-var volume, can write it.
         self.stack.compose("stop", "api")
-        self.stack.compose("up", "-d", "--no-deps", "--force-recreate", "--scale", "api=2", "api")
         self.stack.compose("start", "mysql")
+        self.stack.wait_healthy(120, service="mysql")
+        self.stack.compose("up", "-d", "--no-deps", "--force-recreate", "--scale", "api=2", "api")
         self.stack.wait_healthy(240)
         names = ",".join(f"'{u}'" for u in uids)
         deadline = time.monotonic() + 60
