@@ -61,12 +61,13 @@ class PredictionService:
         # Validate against the control's features before anything is assigned or stored.
         row = feature_row(request.features, self._model(experiment.control.model_key)
                           .spec.feature_names)
-        variant = experiment.serving_variant
         if running:
             try:
                 variant = experiment.variant(self._assigner.assign(experiment, request.uid))
-            except AssignmentUnconfirmed:
-                running = False  # served like everyone outside the experiment; nothing recorded
+            except AssignmentUnconfirmed:  # served as outside the experiment; nothing recorded
+                variant, running = experiment.serving_variant, False
+        else:
+            variant = experiment.serving_variant
         model = self._model(variant.model_key)
         model_started = time.perf_counter()
         try:
