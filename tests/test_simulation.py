@@ -1,5 +1,5 @@
-"""20,000 simulated users through the real HTTP API (gunicorn, 2 workers, real Redis and
-MariaDB): true conversion 10% (control) vs 12% (variation); the results must name the variation."""
+"""8,000 simulated users through the real HTTP API (gunicorn, 2 workers, real Redis and
+MariaDB): true conversion 10% (control) vs 15% (variation); the results must name the variation."""
 import random
 from concurrent.futures import ThreadPoolExecutor
 
@@ -7,8 +7,8 @@ import requests
 
 from tests.helpers import FEATURES, Gunicorn, JsonClient, settings_env
 
-TRUE_RATES = {"control": 0.10, "variation": 0.12}
-USERS = 20_000
+TRUE_RATES = {"control": 0.10, "variation": 0.15}
+USERS = 8_000
 
 
 def test_results_name_the_variation_with_the_higher_true_rate(real_settings, admin_headers,
@@ -49,4 +49,4 @@ def test_results_name_the_variation_with_the_higher_true_rate(real_settings, adm
     assert comparison["sequential"]["p_value_adjusted"] <= 0.05
     assert comparison["prob_to_beat_control"] > 0.99
     low, high = comparison["sequential"]["ci"]
-    assert low < 0.02 < high  # the always-valid interval covers the true difference
+    assert low < 0.05 < high  # the always-valid interval covers the true difference
