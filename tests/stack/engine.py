@@ -200,6 +200,9 @@ runroot = "{s / 'run'}"
                 self._service.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._service.kill()
+        # podman 4 can leave the conmon of a healthcheck that ran while its container stopped;
+        # every process of this engine names its state directory.
+        subprocess.run(["pkill", "-f", f"{self.state}/"], check=False)
         if not keep_images:
             shutil.rmtree(self.state, ignore_errors=True)
 
