@@ -9,9 +9,9 @@ import itertools
 
 from flask import Flask, jsonify, request
 
-from ml_api.model_registry import ModelRegistry
+from ml_api.serving.registry import ModelRegistry
+from ml_api.serving.training import CONTROL_KEY, VARIATION_KEY
 from ml_api.settings import Settings
-from ml_api.training import CONTROL_KEY, VARIATION_KEY
 
 
 def create_bare_app() -> Flask:

@@ -30,16 +30,15 @@ import pymysql
 import redis
 
 from load_test.processes import ROOT, Gunicorn, settings_env
+from ml_api.serving.training import train_demo_models
 from ml_api.settings import Settings
-from ml_api.training import train_demo_models
-from ml_api.payloads import PredictRequest
+from ml_api.validation import PredictRequest
 from ml_api.wiring import build_services, init_database
 
 WRK_SCRIPT = ROOT / "load_test" / "wrk_predict.lua"
 BARE_APP = "load_test.bare_app:create_bare_app()"
 # In a valid run the busiest worker did at most this many times its even share of the work
-# (2 workers: 55% of their CPU). Runs at 56/44 lost a tenth or more of their throughput to
-# the idle share of one core.
+# (with 2 workers, 55% of their CPU): a more lopsided run leaves part of a core idle.
 BALANCE_FACTOR = 1.1
 BALANCE_ATTEMPTS = 4
 

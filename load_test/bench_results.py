@@ -19,8 +19,8 @@ from sqlalchemy import create_engine, text
 
 from load_test.bench import bench_backends
 from load_test.processes import ROOT, Gunicorn, settings_env
-from ml_api.event_store import EventStore
-from ml_api.storage import SHARDS
+from ml_api.records.engine import SHARDS
+from ml_api.records.exposures import ExposureStore
 
 TOKEN = "bench"  # bench_backends' admin token
 
@@ -51,7 +51,7 @@ def fill_chunk(engine, experiment_id: int, start: int, count: int) -> None:
             f"1, 1 FROM seq_{start}_to_{end} WHERE seq % 10 = 0"), {"e": experiment_id})
 
 
-def rebuild_counters(engine, events: EventStore, experiment_id: int) -> None:
+def rebuild_counters(engine, events: ExposureStore, experiment_id: int) -> None:
     """Counters = the raw rows' recount, put in shard 0 (the other shards zeroed)."""
     exposures, sums = events.recount(experiment_id, "conversion")
     with engine.begin() as conn:
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     with bench_backends("mysql+pymysql://root:@127.0.0.1:3306",
                         "redis://127.0.0.1:6379/0") as settings:
         bulk_engine = create_engine(settings.database_url)  # no read timeout for bulk loads
-        events = EventStore(bulk_engine)
+        events = ExposureStore(bulk_engine)
         with bulk_engine.connect() as conn:
             experiment_id = conn.execute(text("SELECT id FROM experiments WHERE name='demo'")
                                          ).scalar()

@@ -45,7 +45,7 @@ def build_apps(workdir: Path, **settings_overrides):
     from load_test.bare_app import create_bare_app
     from ml_api import create_app
     from ml_api.settings import Settings
-    from ml_api.training import train_demo_models
+    from ml_api.serving.training import train_demo_models
     from ml_api.wiring import init_database
 
     models = workdir / "models"

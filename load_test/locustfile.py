@@ -23,9 +23,9 @@ import csv
 import itertools
 import json
 import os
-import urllib.request
 import random
 import time
+import urllib.request
 from pathlib import Path
 
 import gevent.event

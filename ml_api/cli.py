@@ -7,12 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ModelIntegrityError
-from .settings import Settings
+from ml_api.errors import ModelIntegrityError
+from ml_api.settings import Settings
 
 
 def _train_demo(args, settings: Settings) -> int:
-    from .training import demo_models_present, train_demo_models
+    from ml_api.serving.training import demo_models_present, train_demo_models
 
     if args.if_missing and demo_models_present(settings.models_dir):
         print(f"demo models already in {settings.models_dir}")
@@ -23,7 +23,7 @@ def _train_demo(args, settings: Settings) -> int:
 
 
 def _check_models(_args, settings: Settings) -> int:
-    from .model_registry import verify_all
+    from ml_api.serving.registry import verify_all
 
     for spec in verify_all(settings.models_dir):
         print(f"ok {spec.key} sha256={spec.sha256}")
@@ -31,7 +31,7 @@ def _check_models(_args, settings: Settings) -> int:
 
 
 def _init_db(_args, settings: Settings) -> int:
-    from .wiring import init_database
+    from ml_api.wiring import init_database
 
     init_database(settings)
     print(f"database ready: {settings.effective_database_url.split('@')[-1]}")
@@ -39,7 +39,7 @@ def _init_db(_args, settings: Settings) -> int:
 
 
 def _register_model(args, settings: Settings) -> int:
-    from .model_registry import register_model
+    from ml_api.serving.registry import register_model
 
     spec = register_model(
         settings.models_dir, Path(args.artifact), name=args.name, version=args.version,
@@ -52,7 +52,7 @@ def _register_model(args, settings: Settings) -> int:
 
 
 def _services(settings: Settings):
-    from .wiring import build_services
+    from ml_api.wiring import build_services
 
     return build_services(settings)
 
@@ -63,7 +63,7 @@ def _print(value) -> None:
 
 def _experiments(args, settings: Settings) -> int:
     """The admin API's operations, from a terminal (same service, same audit log)."""
-    from .errors import ApiError
+    from ml_api.errors import ApiError
 
     admin = _services(settings).admin
     actor = f"cli:{os.environ.get('USER', 'unknown')}"
@@ -96,12 +96,12 @@ def _reconcile(args, settings: Settings) -> int:
     if experiment is None:
         print(f"error: no experiment named {args.name!r}", file=sys.stderr)
         return 1
-    exposures, _ = services.events.exposure_counters(experiment.id)
-    sums = services.events.metric_sums(experiment.id, experiment.metric)
-    raw_exposures, raw_sums = services.events.recount(experiment.id, experiment.metric)
+    exposures, _ = services.exposures.exposure_counters(experiment.id)
+    sums = services.exposures.metric_sums(experiment.id, experiment.metric)
+    raw_exposures, raw_sums = services.exposures.recount(experiment.id, experiment.metric)
     same = ({k: v for k, v in exposures.items() if v} == raw_exposures
             and {k: v for k, v in sums.items() if v.events} == raw_sums)
-    from .dead_letters import DeadLetters
+    from ml_api.records.dead_letters import DeadLetters
 
     dead_letters = DeadLetters(services.store.engine).of_experiment(experiment.id)
     _print({"experiment": args.name, "consistent": same, "dead_letters": dead_letters,
@@ -112,7 +112,7 @@ def _reconcile(args, settings: Settings) -> int:
 
 
 def _aa_study(args, _settings: Settings) -> int:
-    from .aa_study import run_aa_study
+    from ml_api.stats.aa_study import run_aa_study
 
     _print(run_aa_study(experiments=args.experiments, users_per_arm=args.users,
                         look_every=args.look_every))

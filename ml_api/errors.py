@@ -17,18 +17,25 @@
     ├── InvalidExperiment (422 invalid_experiment)
     └── ServiceUnavailable (503 unavailable)
 
-Adapter errors (raised by cache.py and storage.py, never rendered directly):
+Adapter errors (raised by ml_api.assignment.caches and ml_api.records, never rendered
+directly):
 
     BackendUnavailable (rendered as 503 backend_unavailable if nothing handles it)
     ├── CacheUnavailable
     └── StorageUnavailable
         ├── TransientConflict
         └── AssignmentUnconfirmed
+
+Start-up errors (the process refuses to start, with the message):
+
+    ModelIntegrityError, ConfigurationError, SchemaNotInitialised
 """
 from __future__ import annotations
 
 
 class ApiError(Exception):
+    """An error a client sees: its HTTP status, a machine-readable code and a message."""
+
     status = 500
     code = "internal_error"
 
@@ -84,7 +91,6 @@ class ModelFailure(ApiError):
 class BackendUnavailable(Exception):
     """An external system (Redis, the database) did not answer; callers choose the fallback."""
 
-
 class CacheUnavailable(BackendUnavailable):
     pass
 
@@ -96,15 +102,18 @@ class StorageUnavailable(BackendUnavailable):
 class TransientConflict(StorageUnavailable):
     """A deadlock or lock-wait timeout: running the transaction again may succeed."""
 
-
 class AssignmentUnconfirmed(StorageUnavailable):
     """Neither Redis nor the database can tell a uid's group, and the hash may not give the
     group it was first given (the weights changed since the start, or a strategy sets them)."""
 
-
 class ModelIntegrityError(Exception):
     """A model artifact is missing or does not match the sha256 recorded in the manifest."""
 
+class ConfigurationError(RuntimeError):
+    """A setting is missing or has a value the service cannot run with."""
+
+class SchemaNotInitialised(RuntimeError):
+    """The database schema is missing or older than this code's migrations."""
 
 class Unauthorized(ApiError):
     status = 401

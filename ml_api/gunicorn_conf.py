@@ -47,9 +47,9 @@ def on_starting(server):
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
         os.remove(os.path.join(directory, name))
-    from ml_api.errors import ModelIntegrityError
-    from ml_api.model_registry import verify_all
-    from ml_api.settings import ConfigurationError, Settings
+    from ml_api.errors import ConfigurationError, ModelIntegrityError
+    from ml_api.serving.registry import verify_all
+    from ml_api.settings import Settings
 
     try:
         settings = Settings.from_env()
@@ -60,7 +60,7 @@ def on_starting(server):
             init_database(settings)
         # Create the spool here, once, before the workers fork: workers that boot together
         # would otherwise race to create it and switch it to WAL.
-        from ml_api.spool import Spool
+        from ml_api.records.spool import Spool
         Spool(settings.spool_path)
     except (ModelIntegrityError, ConfigurationError) as exc:
         print(f"ml_api: refusing to start: {exc}", file=sys.stderr, flush=True)
@@ -70,8 +70,8 @@ def on_starting(server):
 def post_worker_init(worker):
     """The objects a worker built at start-up (modules, models, clients) live as long as it
     does: gc.freeze() puts them out of the cyclic collector's reach. A full collection then
-    walks only what requests left behind, instead of pausing a worker for 80-150 ms (seen
-    about every 40,000 requests under `make bench`) to re-check the whole heap."""
+    walks only what requests left behind, instead of pausing the worker to re-check the
+    whole heap."""
     gc.collect()
     gc.freeze()
 

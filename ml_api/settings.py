@@ -6,18 +6,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
+from ml_api.errors import ConfigurationError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Where the embedded database and the spool live unless VAR_DIR says otherwise: var/ of the
 # source checkout. An installed package (site-packages) needs VAR_DIR; the image sets it.
 DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
 
 
-class ConfigurationError(RuntimeError):
-    pass
-
-
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of the service, read once from the environment (`from_env`)."""
+
     database_url: str = ""
     redis_url: str = ""
     redis_prefix: str = "ml_api:"

@@ -4,42 +4,45 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .cache import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
-from .change_signal import ChangeSignal, RelayedSignal
-from .dead_letters import DeadLetters
-from .errors import BackendUnavailable
-from .event_log import EventShipper, RequestEvents, StdoutTransport, logstash_transport
-from .event_store import EventStore
-from .health import VariantHealthRecorder
-from .experiments import RUNNING, Experiment, ExperimentCatalog, Variant
-from .lifecycle import ExperimentAdmin
-from .model_registry import ModelRegistry, verify_all
-from .outcomes import OutcomeService
-from .prediction import PredictionService
-from .settings import Settings
-from .shadow import ShadowRunner
-from .spool import Spool
-from .sticky import StickyAssigner
-from .storage import SqlStore, make_engine, schema_is_current, upgrade_schema, utcnow
-from .supervisor import ExperimentSupervisor
-from .strategies import BANDITS, with_live_weights
-from .training import CONTROL_KEY, VARIATION_KEY
+from ml_api.assignment.caches import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
+from ml_api.assignment.sticky import StickyAssigner
+from ml_api.errors import BackendUnavailable, SchemaNotInitialised
+from ml_api.experiments.admin import ExperimentAdmin
+from ml_api.experiments.catalog import ExperimentCatalog, live_experiments
+from ml_api.experiments.change_signal import ChangeSignal, RelayedSignal
+from ml_api.experiments.shadow import ShadowRunner
+from ml_api.experiments.supervisor import ExperimentSupervisor
+from ml_api.experiments.traffic import TrafficRecorder
+from ml_api.experiments.values import RUNNING, Variant
+from ml_api.records.dead_letters import DeadLetters
+from ml_api.records.engine import make_engine, schema_is_current, upgrade_schema, utcnow
+from ml_api.records.experiment_store import ExperimentStore
+from ml_api.records.exposures import ExposureStore
+from ml_api.records.shadow import ShadowStore
+from ml_api.records.spool import Spool
+from ml_api.records.traffic import TrafficStore
+from ml_api.serving.feedback import OutcomeService
+from ml_api.serving.prediction import PredictionService
+from ml_api.serving.registry import ModelRegistry, verify_all
+from ml_api.serving.training import CONTROL_KEY, VARIATION_KEY
+from ml_api.settings import Settings
+from ml_api.telemetry.request_log import RequestEvents
+from ml_api.telemetry.shipping import EventShipper, StdoutTransport, logstash_transport
 
 log = logging.getLogger(__name__)
 
 ASSIGNMENT_TTL_SECONDS = 90 * 24 * 3600
 
 
-class SchemaNotInitialised(RuntimeError):
-    pass
-
-
 @dataclass
 class Services:
+    """Every part of one process, connected; the HTTP layer and the CLI receive it."""
+
     settings: Settings
     registry: ModelRegistry
-    store: SqlStore
-    events: EventStore
+    store: ExperimentStore
+    exposures: ExposureStore
+    shadow_records: ShadowStore
     cache: AssignmentCache | None
     catalog: ExperimentCatalog
     assigner: StickyAssigner
@@ -47,7 +50,7 @@ class Services:
     outcomes: OutcomeService
     admin: ExperimentAdmin
     shadow: ShadowRunner
-    health: VariantHealthRecorder
+    traffic: TrafficRecorder
     supervisor: ExperimentSupervisor
     request_events: RequestEvents
     spool: Spool
@@ -62,7 +65,7 @@ class Services:
 
     def drain(self, timeout: float = 5.0) -> None:
         """Write out what this process holds only in memory, before it exits (gunicorn's
-        worker_exit): queued shadow predictions, the per-variant health counts (to the
+        worker_exit): queued shadow predictions, the per-variant traffic counts (to the
         database; kept for a later flush if it is down), and the pending request records
         as events and metrics. Each step bounded by `timeout`."""
         self.supervisor.stop()
@@ -70,7 +73,7 @@ class Services:
             self.shadow.drain(timeout)
         except TimeoutError:
             log.warning("shadow predictions still queued at exit were not recorded")
-        self.health.flush(self.events, utcnow())
+        self.traffic.flush(utcnow())
         if not self.request_events.flush(timeout):
             log.warning("%d request events not sent within %.0f s of the worker's exit, lost",
                         self.request_events.shipper.pending, timeout)
@@ -100,21 +103,6 @@ def build_shared_cache(settings: Settings) -> AssignmentCache | None:
                                 settings.redis_timeout_ms, ASSIGNMENT_TTL_SECONDS)
 
 
-def live_experiments(store: SqlStore, events: EventStore) -> list[Experiment]:
-    """Experiments with the weights their strategies set now (bandits read their counters)."""
-    live = []
-    for experiment in store.load_experiments():
-        if experiment.strategy in BANDITS and experiment.is_running:
-            exposures, _ = events.exposure_counters(experiment.id)
-            sums = events.metric_sums(experiment.id, experiment.metric)
-            experiment = with_live_weights(experiment, exposures,
-                                           {v: s.users for v, s in sums.items()})
-        else:
-            experiment = with_live_weights(experiment)
-        live.append(experiment)
-    return live
-
-
 def build_request_events(settings: Settings) -> RequestEvents:
     """Events to Logstash when LOGSTASH_HOST is set, else JSON lines on stdout."""
     transport = (logstash_transport(settings.logstash_host, settings.logstash_port,
@@ -122,7 +110,7 @@ def build_request_events(settings: Settings) -> RequestEvents:
                  if settings.logstash_host else StdoutTransport())
     holder: list[RequestEvents] = []
     shipper = EventShipper(transport, max_queue=settings.log_queue_max,
-                           on_tick=lambda: holder[0].emit_metrics())
+                           on_tick=lambda: holder[0].emit_latency_summary())
     events = RequestEvents(shipper, settings.log_uid, settings.log_uid_salt)
     holder.append(events)
     return events
@@ -135,35 +123,37 @@ def build_services(settings: Settings) -> Services:
     if not schema_is_current(engine):
         raise SchemaNotInitialised(
             "the database schema is missing or out of date: run `python -m ml_api init-db`")
-    store, events = SqlStore(engine), EventStore(engine)
+    store, exposures, shadow_records = (ExperimentStore(engine), ExposureStore(engine),
+                                        ShadowStore(engine))
     cache = build_shared_cache(settings)
     signal = ChangeSignal.beside(settings.spool_path)
     relay = (RelayedSignal(signal, settings.redis_url, f"{settings.redis_prefix}changes")
              if settings.redis_url else None)
-    catalog = ExperimentCatalog(lambda: live_experiments(store, events),
+    catalog = ExperimentCatalog(lambda: live_experiments(store, exposures),
                                 settings.experiment_refresh_seconds, signal=relay or signal)
     catalog.refresh()
     spool = Spool(settings.spool_path, DeadLetters(engine), settings.spool_orphan_horizon_seconds)
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
-                              cache, events, spool)
-    shadow, health = ShadowRunner(registry, events), VariantHealthRecorder()
-    admin = ExperimentAdmin(store, events, registry, catalog)
+                              cache, exposures, spool)
+    shadow, traffic = ShadowRunner(registry, shadow_records), TrafficRecorder(TrafficStore(engine))
+    admin = ExperimentAdmin(store, exposures, shadow_records, registry, catalog)
     return Services(
-        settings=settings, registry=registry, store=store, events=events, cache=cache,
-        catalog=catalog, assigner=assigner,
+        settings=settings, registry=registry, store=store, exposures=exposures,
+        shadow_records=shadow_records, cache=cache, catalog=catalog, assigner=assigner,
         prediction=PredictionService(catalog, assigner, registry, settings.default_experiment,
-                                     shadow, health),
-        outcomes=OutcomeService(catalog, events, settings.default_experiment, assigner, spool),
-        admin=admin, shadow=shadow, health=health,
-        supervisor=ExperimentSupervisor(store, events, admin, health, spool=spool),
+                                     shadow, traffic),
+        outcomes=OutcomeService(catalog, exposures, settings.default_experiment, assigner,
+                                spool),
+        admin=admin, shadow=shadow, traffic=traffic,
+        supervisor=ExperimentSupervisor(store, exposures, admin, traffic, spool=spool),
         request_events=build_request_events(settings), spool=spool, relay=relay,
     )
 
 
-def init_database(settings: Settings) -> SqlStore:
+def init_database(settings: Settings) -> ExperimentStore:
     """Migrate the schema, register the manifest's models and create the demo experiment."""
     specs = verify_all(settings.models_dir)
-    store = SqlStore(make_engine(settings.effective_database_url))
+    store = ExperimentStore(make_engine(settings.effective_database_url))
     upgrade_schema(store.engine)
     store.sync_models(specs)
     keys = {spec.key for spec in specs}

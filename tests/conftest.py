@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from ml_api import create_app
+from ml_api.serving.training import train_demo_models
 from ml_api.settings import Settings
-from ml_api.training import train_demo_models
 from ml_api.wiring import init_database
 
 MYSQL_HOST = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")

@@ -1,5 +1,5 @@
 """A/A study on the statistics module: peeking breaks the naive test, not the mSPRT."""
-from ml_api.aa_study import run_aa_study
+from ml_api.stats.aa_study import run_aa_study
 
 
 def test_sequential_test_holds_alpha_under_continuous_monitoring():

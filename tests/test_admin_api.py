@@ -173,7 +173,7 @@ def test_bad_feedback_is_400_and_stores_nothing(client, services, body):
     predict(client, "x", "demo")
     response = client.post("/feedback", json=body)
     assert response.status_code == 400
-    assert services.events.outcome_count(services.catalog.get("demo").id) == 0
+    assert services.exposures.outcome_count(services.catalog.get("demo").id) == 0
 
 
 def test_paused_experiment_can_be_stopped(client, admin_headers):

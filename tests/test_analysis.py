@@ -1,9 +1,9 @@
 """The decision rule on synthetic counters (pure: no database)."""
 import pytest
 
-from ml_api.analysis import experiment_results
-from ml_api.event_store import MetricSums
-from ml_api.experiments import Experiment, Variant
+from ml_api.experiments.values import Experiment, Variant
+from ml_api.records.exposures import MetricSums
+from ml_api.stats.results import experiment_results
 
 
 def experiment(n_variants=2, **config):

@@ -8,10 +8,9 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from ml_api.http.jsonio import read_body
+from ml_api.serving.training import demo_dataset
 from tests.helpers import FEATURE_NAMES, FEATURES
-
-from ml_api.jsonio import read_body
-from ml_api.training import demo_dataset
 
 
 def post(client, body, content_type="application/json"):
@@ -59,14 +58,14 @@ def test_returning_uid_keeps_its_group_and_one_exposure_is_recorded(client, serv
              for i in range(40)]
     assert first == again
     experiment = services.catalog.get("demo")
-    assert sum(services.events.exposure_counts(experiment.id).values()) == 40
+    assert sum(services.exposures.exposure_counts(experiment.id).values()) == 40
 
 
 def test_uids_are_case_and_space_exact(client, services):
     experiment = services.catalog.get("demo")
     for uid in ("Bob", "bob", "bob "):
         assert post(client, {"uid": uid, "features": FEATURES}).status_code == 200
-    assert sum(services.events.exposure_counts(experiment.id).values()) == 3
+    assert sum(services.exposures.exposure_counts(experiment.id).values()) == 3
 
 
 def test_health_and_ready(client, any_settings):
@@ -129,7 +128,7 @@ def test_bad_input_gets_a_json_error_and_stores_nothing(client, services, body, 
     payload = response.get_json()
     assert payload["error"] == code and payload["message"]
     experiment = services.catalog.get("demo")
-    assert services.events.exposure_counts(experiment.id) == {}
+    assert services.exposures.exposure_counts(experiment.id) == {}
 
 
 def test_body_over_the_limit_is_413(client, services):
@@ -137,7 +136,7 @@ def test_body_over_the_limit_is_413(client, services):
     response = post(client, huge)
     assert response.status_code == 413
     assert response.get_json()["error"] == "request_entity_too_large"
-    assert services.events.exposure_counts(services.catalog.get("demo").id) == {}
+    assert services.exposures.exposure_counts(services.catalog.get("demo").id) == {}
 
 
 class CountingReads(io.BytesIO):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from ml_api.assignment import BUCKETS, assign, bucket, bucket_bounds, choose_variant
+from ml_api.assignment.hashing import BUCKETS, assign, bucket, bucket_bounds, choose_variant
 
 GOLDEN = json.loads((Path(__file__).parent / "golden_assignment.json").read_text())
 

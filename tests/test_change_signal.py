@@ -6,8 +6,8 @@ import sys
 
 import requests
 
-from ml_api.change_signal import ChangeSignal
-from ml_api.experiments import ExperimentCatalog
+from ml_api.experiments.catalog import ExperimentCatalog
+from ml_api.experiments.change_signal import ChangeSignal
 from tests.helpers import FEATURES, Gunicorn, settings_env
 
 
@@ -15,7 +15,7 @@ def test_a_notify_in_another_process_is_seen_here(tmp_path):
     signal = ChangeSignal.beside(tmp_path / "spool.sqlite3")
     before = signal.value()
     subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                    "from ml_api.change_signal import ChangeSignal; "
+                    "from ml_api.experiments.change_signal import ChangeSignal; "
                     "ChangeSignal.beside(Path(sys.argv[1])).notify()",
                     str(tmp_path / "spool.sqlite3")], check=True)
     assert signal.value() != before

@@ -47,8 +47,7 @@ def test_experiment_lifecycle_from_the_terminal(cli_env, capsys, tmp_path):
 
 def test_reconcile_and_aa_study(cli_env, capsys):
     from ml_api import create_app
-    from ml_api.outcomes import FeedbackRequest
-    from ml_api.payloads import PredictRequest
+    from ml_api.validation import FeedbackRequest, PredictRequest
     services = create_app(cli_env).extensions["ml_api"]
     for i in range(30):
         services.prediction.predict(PredictRequest(f"r{i}", FEATURES, None))

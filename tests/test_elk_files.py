@@ -119,7 +119,7 @@ def emitted(embedded_settings):
     client.post("/feedback", json={"uid": "u", "event_id": "e1"})
     client.post("/predict", json={"uid": "u", "features": [1]})
     assert events.shipper.flush()  # the requests' events (and their latency window)
-    events.emit_metrics()
+    events.emit_latency_summary()
     assert events.shipper.flush()
     return sent
 

@@ -6,7 +6,8 @@ import threading
 import time
 from datetime import datetime
 
-from ml_api.event_log import EventShipper, round_ms, utc_timestamp
+from ml_api.telemetry.request_log import round_ms, utc_timestamp
+from ml_api.telemetry.shipping import EventShipper
 
 
 def test_timestamps_are_iso_utc_milliseconds_never_ahead_of_the_time():

@@ -4,9 +4,9 @@ import pytest
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from ml_api.fast_models import fast_proba
-from ml_api.model_registry import ModelRegistry
-from ml_api.training import demo_dataset
+from ml_api.serving.fast_proba import fast_proba
+from ml_api.serving.registry import ModelRegistry
+from ml_api.serving.training import demo_dataset
 
 X, Y, _ = demo_dataset()
 

@@ -8,9 +8,8 @@ from datetime import datetime
 import requests
 from scipy import stats
 
-from tests.helpers import ROOT, FEATURES, Gunicorn, JsonClient, settings_env
-
 from ml_api.wiring import build_services
+from tests.helpers import FEATURES, ROOT, Gunicorn, JsonClient, settings_env
 
 N_UIDS = 10_000
 
@@ -86,7 +85,7 @@ def test_body_limit_under_gunicorn_with_and_without_a_content_length(embedded_se
     assert after.status_code == 200
     services = build_services(embedded_settings)
     experiment = services.catalog.get("demo")
-    assert sum(services.events.exposure_counts(experiment.id).values()) == 3
+    assert sum(services.exposures.exposure_counts(experiment.id).values()) == 3
 
 
 def test_a_stopping_worker_writes_out_its_last_requests_events_and_health(
@@ -109,8 +108,8 @@ def test_a_stopping_worker_writes_out_its_last_requests_events_and_health(
             if e["event_type"] == "metric" and e["endpoint"] == "/predict"] == [5]
     services = build_services(embedded_settings)
     experiment = services.catalog.get("demo")
-    health = services.events.health_since(experiment.id, datetime(2000, 1, 1))
-    assert sum(entry["requests"] for entry in health.values()) == 5
+    traffic = services.traffic.since(experiment.id, datetime(2000, 1, 1))
+    assert sum(entry["requests"] for entry in traffic.values()) == 5
 
 
 def test_tampered_model_stops_the_start_with_a_clear_message(embedded_settings, tmp_path):

@@ -96,13 +96,12 @@ def test_an_outcome_waits_for_its_exposure_in_another_hosts_spool_and_none_is_dr
     spool with its disk, and b takes that uid's purchase too. Back up, b replays first: both
     outcomes wait. Once a has replayed, the first is written; the orphan, past the horizon,
     goes to the dead letters, which `reconcile` lists. Nothing is deleted silently."""
-    from ml_api import spool as spool_module
     from ml_api.cli import main
-    from ml_api.event_store import EventStore
-    from ml_api.storage import make_engine
-    from ml_api.outcomes import FeedbackRequest
-    from ml_api.payloads import PredictRequest
+    from ml_api.records import spool as spool_module
+    from ml_api.records.engine import make_engine
+    from ml_api.records.exposures import ExposureStore
     from ml_api.settings import Settings
+    from ml_api.validation import FeedbackRequest, PredictRequest
     from ml_api.wiring import build_services, init_database
     from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, REDIS_URL
     from tests.listeners import TcpProxy
@@ -127,16 +126,16 @@ def test_an_outcome_waits_for_its_exposure_in_another_hosts_spool_and_none_is_dr
         for uid in ("traveller", "orphan"):
             assert b.outcomes.record(purchase(uid))[1].queued
         proxy.restore()
-        b.spool.replay(b.events)
+        b.spool.replay(b.exposures)
         assert b.spool.pending() == 2  # neither exposure is in the database yet: both wait
-        assert a.spool.replay(a.events) == 1
+        assert a.spool.replay(a.exposures) == 1
         time.sleep(0.2)
-        assert b.spool.replay(b.events) == 1 and b.spool.pending() == 1
+        assert b.spool.replay(b.exposures) == 1 and b.spool.pending() == 1
         time.sleep(2)
-        assert b.spool.replay(b.events) == 1 and b.spool.pending() == 0
+        assert b.spool.replay(b.exposures) == 1 and b.spool.pending() == 0
     finally:
         proxy.close()
-    direct = EventStore(make_engine(mysql_url))
+    direct = ExposureStore(make_engine(mysql_url))
     demo = b.catalog.get("demo")
     assert direct.find_exposure(demo.id, "traveller") == group
     assert direct.metric_sums(demo.id, "conversion")[group].users == 1

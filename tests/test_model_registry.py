@@ -6,13 +6,18 @@ import joblib
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from ml_api.errors import ModelIntegrityError
-from ml_api.model_registry import (
-    ModelRegistry, read_manifest, register_model, sha256_of, verify_all,
-)
 from ml_api.cli import main as cli_main
-from ml_api.storage import SqlStore, make_engine
-from ml_api.training import demo_dataset
+from ml_api.errors import ModelIntegrityError
+from ml_api.records.engine import make_engine
+from ml_api.records.experiment_store import ExperimentStore
+from ml_api.serving.registry import (
+    ModelRegistry,
+    read_manifest,
+    register_model,
+    sha256_of,
+    verify_all,
+)
+from ml_api.serving.training import demo_dataset
 from tests.helpers import FEATURES
 
 
@@ -71,7 +76,7 @@ def test_bring_your_own_model_with_the_cli(tmp_path, monkeypatch, capsys):
                      "--metrics", '{"accuracy": 0.9}']) == 0
     assert cli_main(["check-models"]) == 0
     assert cli_main(["init-db"]) == 0
-    rows = SqlStore(make_engine(f"sqlite:///{database}")).registered_models()
+    rows = ExperimentStore(make_engine(f"sqlite:///{database}")).registered_models()
     assert [(r["name"], r["version"], r["metrics"]) for r in rows] == \
         [("challenger", "2", {"accuracy": 0.9})]
     (models / "challenger-2.joblib").write_bytes(b"not the registered bytes")

@@ -10,7 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from load_test.inprocess import call
 from load_test.processes import free_port
-from ml_api import create_app, metrics, observability
+from ml_api import create_app
+from ml_api.http import observability
+from ml_api.telemetry import prometheus
 from tests.helpers import FEATURES, Gunicorn, settings_env
 from tests.listeners import StalledListener, TcpJsonLinesListener, UdpJsonListener
 
@@ -135,7 +137,7 @@ def test_metrics_add_up_across_two_workers(real_settings, tmp_path):
 def test_observe_many_counts_as_observe_does_each_value():
     from prometheus_client import CollectorRegistry, Histogram
 
-    from ml_api.observability import observe_many
+    from ml_api.telemetry.prometheus import observe_many
 
     registry = CollectorRegistry()
     buckets = (0.001, 0.0025, 0.005, 0.01, 0.1, 1)
@@ -158,7 +160,7 @@ def test_observe_many_counts_as_observe_does_each_value():
 
 
 def predict_requests_counted() -> float:
-    text = metrics.render()[0].decode()
+    text = prometheus.render()[0].decode()
     return sum(sample.value for family in text_string_to_metric_families(text)
                for sample in family.samples
                if sample.name == "ml_api_requests_total"

@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 
+
 from tests.helpers import ROOT, Gunicorn, settings_env
 
 README = (ROOT / "README.md").read_text()
@@ -35,6 +36,7 @@ def test_readme_names_the_two_commands_the_makefile_has():
 
 def test_every_setting_is_in_the_readme_table():
     from dataclasses import fields
+
     from ml_api.settings import Settings
     table = {m for m in re.findall(r"^\| `([A-Z_]+)` \|", README, flags=re.M)}
     for field in fields(Settings):

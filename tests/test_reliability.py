@@ -124,7 +124,7 @@ def test_redis_restart_mid_load_keeps_answering_and_nobody_moves(real_settings, 
     assert keys  # reconnected by itself
     services = create_app(real_settings).extensions["ml_api"]
     demo = services.catalog.get("demo")
-    assert sum(services.events.exposure_counts(demo.id).values()) == len(load.groups()) + 20
+    assert sum(services.exposures.exposure_counts(demo.id).values()) == len(load.groups()) + 20
 
 
 def test_a_stalled_redis_costs_at_most_its_timeout(real_settings, tmp_path):
@@ -204,10 +204,10 @@ def test_sigkill_of_a_worker_leaves_no_half_written_records(real_settings, tmp_p
         assert len(server.worker_pids()) == 2  # gunicorn replaced it
     services = create_app(real_settings).extensions["ml_api"]
     demo = services.catalog.get("demo")
-    exposures, sums = services.events.recount(demo.id, "conversion")
-    counters, _ = services.events.exposure_counters(demo.id)
+    exposures, sums = services.exposures.recount(demo.id, "conversion")
+    counters, _ = services.exposures.exposure_counters(demo.id)
     assert {k: v for k, v in counters.items() if v} == exposures  # counters == raw rows
-    assert services.events.metric_sums(demo.id, "conversion") == sums
+    assert services.exposures.metric_sums(demo.id, "conversion") == sums
     ok = sum(1 for _, status, _ in load.answers if status == 200)
     assert ok > 100
     assert all(len(groups) == 1 for groups in load.groups().values())
@@ -247,7 +247,7 @@ def test_a_double_outage_after_a_ramp_never_answers_another_group_than_the_store
     unreachable, and workers that remember nobody: a returning uid cannot be confirmed, and
     the hash under the new weights would move many. Each is served outside the experiment
     (the control, nothing recorded) instead of in a group it never had."""
-    from ml_api.assignment import assign
+    from ml_api.assignment.hashing import assign
 
     redis_port, restart_redis = own_redis
     database = mysql_url.rsplit("/", 1)[1]

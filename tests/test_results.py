@@ -6,8 +6,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from ml_api import create_app
-from ml_api.payloads import PredictRequest
-from ml_api.outcomes import FeedbackRequest
+from ml_api.validation import FeedbackRequest, PredictRequest
 from tests.helpers import FEATURES
 
 VARIANTS = [{"name": "a", "model": "logreg@1", "weight": 1},
@@ -62,10 +61,10 @@ def test_conversion_results_match_statsmodels_and_a_recount(real_services):
         list(adjusted), abs=1e-12)
     assert results["correction"] == "holm"
     experiment_id = real_services.catalog.get("abn").id
-    exposures, sums = real_services.events.recount(experiment_id, "conversion")
-    counters, _ = real_services.events.exposure_counters(experiment_id)
+    exposures, sums = real_services.exposures.recount(experiment_id, "conversion")
+    counters, _ = real_services.exposures.exposure_counters(experiment_id)
     assert counters == exposures
-    assert real_services.events.metric_sums(experiment_id, "conversion") == sums
+    assert real_services.exposures.metric_sums(experiment_id, "conversion") == sums
     # SRM: the hash split to equal thirds passes the check.
     assert not results["srm"]["mismatch"]
     assert results["srm"]["expected"]["a"] == pytest.approx(500, abs=1e-6)
@@ -92,7 +91,7 @@ def test_sample_ratio_mismatch_says_do_not_trust(real_services):
     experiment_id = real_services.store.load_experiment("skewed").id
     for i in range(600):  # a broken client that drops most of b's traffic
         variant = "a" if i % 4 else "b"
-        real_services.events.record_exposure(experiment_id, f"s{i}", variant,
+        real_services.exposures.record_exposure(experiment_id, f"s{i}", variant,
                                              {"a": 0.5, "b": 0.5})
     results = real_services.admin.results("skewed")
     assert results["srm"]["mismatch"]

@@ -2,9 +2,9 @@
 import pytest
 
 from ml_api import create_app
+from ml_api.errors import SchemaNotInitialised
+from ml_api.records.engine import make_engine, schema_is_current, upgrade_schema
 from ml_api.settings import Settings
-from ml_api.storage import make_engine, schema_is_current, upgrade_schema
-from ml_api.wiring import SchemaNotInitialised
 
 
 def test_settings_from_env_and_embedded_default():
@@ -48,7 +48,7 @@ def test_demo_experiment_exists_from_the_first_start(embedded_settings):
 
 
 def test_production_refuses_to_start_without_an_admin_token(embedded_settings, tmp_path):
-    from ml_api.settings import ConfigurationError
+    from ml_api.errors import ConfigurationError
     with pytest.raises(ConfigurationError, match="ADMIN_TOKEN"):
         create_app(embedded_settings.with_overrides(admin_token=""))
     app = create_app(embedded_settings.with_overrides(admin_token="", ml_api_env="development"))

@@ -1,4 +1,4 @@
-"""ml_api.statistics against scipy and statsmodels on the same counts (to 1e-6)."""
+"""ml_api.stats.inference against scipy and statsmodels on the same counts (to 1e-6)."""
 import math
 
 import numpy as np
@@ -8,10 +8,13 @@ from scipy.special import betaln
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import (
-    confint_proportions_2indep, proportion_confint, proportion_effectsize, proportions_ztest,
+    confint_proportions_2indep,
+    proportion_confint,
+    proportion_effectsize,
+    proportions_ztest,
 )
 
-from ml_api import statistics as st
+from ml_api.stats import inference as st
 
 COUNTS = [(0, 10), (3, 10), (100, 1000), (123, 1000), (5000, 50000), (9999, 10000)]
 PAIRS = [((100, 1000), (120, 1000)), ((1000, 10000), (1010, 10000)), ((5, 40), (12, 45)),

@@ -6,7 +6,7 @@ import requests
 from scipy import stats
 
 from ml_api import create_app
-from ml_api.payloads import PredictRequest
+from ml_api.validation import PredictRequest
 from tests.helpers import FEATURES, Gunicorn, settings_env
 
 
@@ -26,7 +26,7 @@ def test_weight_change_keeps_assigned_uids_and_moves_only_new_ones(real_settings
     late = predict_groups(services, [f"late-{i}" for i in range(3000)])
     control = sum(g == "control" for g in late.values())
     assert stats.binomtest(control, 3000, 0.9).pvalue > 0.001
-    counts = services.events.exposure_counts(demo.id)
+    counts = services.exposures.exposure_counts(demo.id)
     assert sum(counts.values()) == 4000
 
 
@@ -92,20 +92,20 @@ def test_fifty_concurrent_requests_for_one_new_uid_get_one_group(real_settings, 
     assert len({r.json()["group"] for r in responses}) == 1
     services = create_app(real_settings).extensions["ml_api"]
     demo = services.catalog.get("demo")
-    assert sum(services.events.exposure_counts(demo.id).values()) == 1
+    assert sum(services.exposures.exposure_counts(demo.id).values()) == 1
 
 
 def test_database_outage_assigns_provisionally_and_confirms_later(real_settings, redis_client):
-    from ml_api.cache import InProcessAssignmentCache, RedisAssignmentCache
-    from ml_api.sticky import StickyAssigner
-    from ml_api.event_store import EventStore
-    from ml_api.storage import make_engine
+    from ml_api.assignment.caches import InProcessAssignmentCache, RedisAssignmentCache
+    from ml_api.assignment.sticky import StickyAssigner
+    from ml_api.records.engine import make_engine
+    from ml_api.records.exposures import ExposureStore
 
     services = create_app(real_settings).extensions["ml_api"]
     demo = services.catalog.get("demo")
     redis_cache = RedisAssignmentCache(real_settings.redis_url, real_settings.redis_prefix,
                                        200, 3600)
-    dead_store = EventStore(make_engine("mysql+pymysql://root@127.0.0.1:1/none"))
+    dead_store = ExposureStore(make_engine("mysql+pymysql://root@127.0.0.1:1/none"))
     during = StickyAssigner(InProcessAssignmentCache(), redis_cache, dead_store)
     group = during.assign(demo, "during-outage")
     key = f"{real_settings.redis_prefix}assign:{demo.id}:during-outage"
@@ -115,7 +115,7 @@ def test_database_outage_assigns_provisionally_and_confirms_later(real_settings,
     other = "control" if group == "variation" else "variation"
     services.store.set_weights(demo.id, {group: 0, other: 100})
     demo = create_app(real_settings).extensions["ml_api"].catalog.get("demo")
-    after = StickyAssigner(InProcessAssignmentCache(), redis_cache, services.events)
+    after = StickyAssigner(InProcessAssignmentCache(), redis_cache, services.exposures)
     assert after.assign(demo, "during-outage") == group
-    assert services.events.find_exposure(demo.id, "during-outage") == group
+    assert services.exposures.find_exposure(demo.id, "during-outage") == group
     assert redis_client.get(key) == group

@@ -7,9 +7,8 @@ import pytest
 from scipy import stats
 
 from ml_api import create_app
-from ml_api.outcomes import FeedbackRequest
-from ml_api.payloads import PredictRequest
-from ml_api.strategies import epsilon_greedy_weights, thompson_weights, with_floor
+from ml_api.experiments.strategies import epsilon_greedy_weights, thompson_weights, with_floor
+from ml_api.validation import FeedbackRequest, PredictRequest
 from tests.helpers import FEATURES
 
 TWO = [{"name": "control", "model": "logreg@1", "weight": 1},
@@ -78,7 +77,7 @@ def test_shadow_answers_with_the_primary_and_records_both(services, admin_header
     groups = {predict(services, f"s{i}", "shadowed") for i in range(60)}
     assert groups == {"control"}
     services.shadow.drain()
-    rows = services.events.shadow_rows(services.catalog.get("shadowed").id)
+    rows = services.shadow_records.rows(services.catalog.get("shadowed").id)
     assert len(rows) == 60
     control = services.registry.get("logreg@1").estimator
     shadow = services.registry.get("gboost@1").estimator
@@ -95,7 +94,7 @@ class Clock:
     """The supervisor's clock, moved forward by the test."""
 
     def __init__(self):
-        from ml_api.storage import utcnow
+        from ml_api.records.engine import utcnow
         self.now = utcnow()
 
     def __call__(self):
@@ -103,14 +102,14 @@ class Clock:
 
 
 def canary_services(services, **canary):
-    from ml_api.supervisor import ExperimentSupervisor
+    from ml_api.experiments.supervisor import ExperimentSupervisor
     services.admin.create({"name": "canary", "variants": TWO, "strategy": "canary",
                            "canary": {"steps": [10, 50], "hold_seconds": 60,
                                       "min_requests": 5, **canary}}, "t")
     services.admin.transition("canary", "start", "t")
     clock = Clock()
-    supervisor = ExperimentSupervisor(services.store, services.events, services.admin,
-                                      services.health, clock)
+    supervisor = ExperimentSupervisor(services.store, services.exposures, services.admin,
+                                      services.traffic, clock)
     return supervisor, clock
 
 
@@ -144,7 +143,7 @@ def test_canary_rolls_back_when_the_challenger_crosses_a_latency_guard(services)
 
 
 def test_auto_stop_on_the_sequential_decision_and_on_max_duration(services):
-    from ml_api.supervisor import ExperimentSupervisor
+    from ml_api.experiments.supervisor import ExperimentSupervisor
     services.admin.create({"name": "auto", "variants": TWO, "auto_stop": True,
                            "min_sample_size": 100, "mde": 0.1}, "t")
     services.admin.create({"name": "timed", "variants": TWO, "auto_stop": True,
@@ -152,8 +151,8 @@ def test_auto_stop_on_the_sequential_decision_and_on_max_duration(services):
     for name in ("auto", "timed"):
         services.admin.transition(name, "start", "t")
     clock = Clock()
-    supervisor = ExperimentSupervisor(services.store, services.events, services.admin,
-                                      services.health, clock)
+    supervisor = ExperimentSupervisor(services.store, services.exposures, services.admin,
+                                      services.traffic, clock)
     rng = np.random.default_rng(5)
     for i in range(600):
         uid = f"a{i}"

@@ -1,0 +1,113 @@
+"""Assignment caches: a bounded dict in each process, and Redis shared by all of them.
+
+Both implement the same operations. A cache only speeds up the database's answer: the
+exposures table stays the durable record, so a flushed or evicted key loses nothing.
+Every redis-py error leaves this module as CacheUnavailable.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ml_api.errors import CacheUnavailable
+from ml_api.telemetry import prometheus
+
+_REDIS_ERRORS = prometheus.BACKEND_ERRORS.labels("redis")
+
+
+def _unavailable(what: str, exc: Exception) -> CacheUnavailable:
+    _REDIS_ERRORS.inc()
+    return CacheUnavailable(f"redis {what} failed: {exc}")
+
+
+class AssignmentCache(Protocol):
+    """A cache of confirmed assignments, experiment id and uid to group."""
+
+    def get(self, experiment_id: int, uid: str) -> str | None: ...
+
+    def claim(self, experiment_id: int, uid: str, variant: str) -> str:
+        """Store variant unless a value exists (first writer wins); return the stored value."""
+
+    def put(self, experiment_id: int, uid: str, variant: str) -> None: ...
+
+    def ping(self) -> None: ...
+
+
+class RedisAssignmentCache:
+    """Confirmed assignments in Redis, shared by every worker and host; errors become
+    CacheUnavailable."""
+
+    def __init__(self, url: str, prefix: str, timeout_ms: int, ttl_seconds: int):
+        timeout = timeout_ms / 1000
+        # No retries: a stalled Redis must cost one timeout per request, not eleven (the default).
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0), decode_responses=True,
+        )
+        self._prefix = prefix
+        self._ttl = ttl_seconds
+
+    def _key(self, experiment_id: int, uid: str) -> str:
+        return f"{self._prefix}assign:{experiment_id}:{uid}"
+
+    def get(self, experiment_id: int, uid: str) -> str | None:
+        try:
+            return self._client.get(self._key(experiment_id, uid))
+        except redis.RedisError as exc:
+            raise _unavailable("GET", exc) from exc
+
+    def claim(self, experiment_id: int, uid: str, variant: str) -> str:
+        # SET NX GET is one atomic command: of all workers and replicas racing for a new uid,
+        # exactly one writes, and every one learns the winner's value in the same round-trip.
+        try:
+            previous = self._client.set(self._key(experiment_id, uid), variant,
+                                        nx=True, get=True, ex=self._ttl)
+        except redis.RedisError as exc:
+            raise _unavailable("SET NX", exc) from exc
+        return previous if previous is not None else variant
+
+    def put(self, experiment_id: int, uid: str, variant: str) -> None:
+        try:
+            self._client.set(self._key(experiment_id, uid), variant, ex=self._ttl)
+        except redis.RedisError as exc:
+            raise _unavailable("SET", exc) from exc
+
+    def ping(self) -> None:
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            raise _unavailable("PING", exc) from exc
+
+
+class InProcessAssignmentCache:
+    """This process's memory tier (the only cache of the embedded default). Bounded: the oldest
+    entries go first, and the database still holds them."""
+
+    def __init__(self, max_entries: int = 1_000_000):
+        self._data: dict[tuple[int, str], str] = {}
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+
+    def get(self, experiment_id: int, uid: str) -> str | None:
+        return self._data.get((experiment_id, uid))
+
+    def claim(self, experiment_id: int, uid: str, variant: str) -> str:
+        with self._lock:
+            self._make_room()
+            return self._data.setdefault((experiment_id, uid), variant)
+
+    def put(self, experiment_id: int, uid: str, variant: str) -> None:
+        with self._lock:
+            self._make_room()
+            self._data[(experiment_id, uid)] = variant
+
+    def _make_room(self) -> None:
+        if len(self._data) >= self._max_entries:
+            self._data.pop(next(iter(self._data)))  # oldest insertion; the database still has it
+
+    def ping(self) -> None:
+        return None

@@ -1,0 +1,121 @@
+"""Sticky assignment: the first group a uid gets in an experiment is its group for good.
+
+Tiers, fastest first: this process's memory, then Redis (when configured), then the
+database, whose unique key (experiment, uid) decides which group a new uid gets when
+several workers or replicas race for it. Only database-confirmed answers are cached, so
+every cached value is final and a returning uid costs at most one Redis round-trip (none
+once this process has seen it). A weight change only moves new uids; a flushed cache or a
+restart moves nobody.
+
+While the database is unreachable, Redis SET NX arbitrates instead, and the answer is
+cached in Redis as *provisional* (never in memory) until the exposure is written. A uid that
+Redis does not know may still be a returning one (Redis restarted, or a write to it failed):
+when the hash could then give it another group than its first (weights changed since the
+start, or an adaptive strategy), the uid is not assigned at all (AssignmentUnconfirmed) and
+the caller serves it outside the experiment.
+"""
+from __future__ import annotations
+
+import logging
+
+from ml_api.assignment.caches import AssignmentCache, InProcessAssignmentCache
+from ml_api.assignment.hashing import bucket, choose_variant
+from ml_api.errors import AssignmentUnconfirmed, CacheUnavailable, StorageUnavailable
+from ml_api.experiments.values import Experiment
+from ml_api.records.exposures import ExposureStore
+from ml_api.records.spool import Spool
+from ml_api.telemetry import prometheus
+
+log = logging.getLogger(__name__)
+
+PROVISIONAL = "*"  # suffix of a Redis value not yet confirmed by the database
+_MEMORY_HIT, _MEMORY_MISS, _REDIS_HIT, _REDIS_MISS = (
+    prometheus.DeferredCounter(prometheus.ASSIGNMENT_CACHE.labels(tier, result))
+    for tier, result in [("memory", "hit"), ("memory", "miss"), ("redis", "hit"),
+                         ("redis", "miss")])
+
+
+class StickyAssigner:
+    """A uid's group in an experiment: the first one it was given, from the fastest tier
+    that knows it, or a new one recorded durably before it is answered."""
+
+    def __init__(self, local: InProcessAssignmentCache, shared: AssignmentCache | None,
+                 store: ExposureStore, spool: Spool | None = None):
+        self._local = local
+        self._shared = shared
+        self._store = store
+        self._spool = spool
+
+    def assign(self, experiment: Experiment, uid: str) -> str:
+        """The variant name of this uid in this (running) experiment."""
+        known = self._local.get(experiment.id, uid)
+        if known is not None:
+            _MEMORY_HIT.inc()
+            return known
+        _MEMORY_MISS.inc()
+        shared = self._shared_get(experiment, uid)
+        if self._shared is not None:
+            (_REDIS_HIT if shared is not None else _REDIS_MISS).inc()
+        if shared is not None:
+            if not shared.endswith(PROVISIONAL):
+                self._local.put(experiment.id, uid, shared)
+                return shared
+            provisional = shared[:-1]
+        else:
+            provisional = None
+        return self._assign_on_miss(experiment, uid, provisional)
+
+    def known_group(self, experiment: Experiment, uid: str) -> str | None:
+        """The uid's group if this process or Redis knows it (no database access)."""
+        known = self._local.get(experiment.id, uid)
+        if known is not None:
+            return known
+        shared = self._shared_get(experiment, uid)
+        return None if shared is None else shared.removesuffix(PROVISIONAL)
+
+    def _shared_get(self, experiment: Experiment, uid: str) -> str | None:
+        if self._shared is None:
+            return None
+        try:
+            value = self._shared.get(experiment.id, uid)
+        except CacheUnavailable as exc:
+            log.warning("assignment cache unavailable, asking the database: %s", exc)
+            return None
+        if value is not None and experiment.variant(value.removesuffix(PROVISIONAL)) is None:
+            return None  # a variant that no longer exists: decide again
+        return value
+
+    def _assign_on_miss(self, experiment: Experiment, uid: str, provisional: str | None) -> str:
+        candidate = provisional or experiment.variants[
+            choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
+        try:
+            durable = self._store.record_exposure(experiment.id, uid, candidate,
+                                                 experiment.shares)
+        except StorageUnavailable as exc:
+            if provisional is None and not experiment.hash_gives_first_groups:
+                raise AssignmentUnconfirmed(
+                    f"the group of {uid!r} in {experiment.name} cannot be confirmed") from exc
+            log.warning("database unavailable, exposure in %s spooled: %s", experiment.name, exc)
+            claimed = self._claim_provisionally(experiment, uid, candidate)
+            if self._spool is not None:
+                self._spool.add_exposure(experiment.id, uid, claimed, experiment.shares)
+            return claimed
+        self._local.put(experiment.id, uid, durable)
+        if self._shared is not None:
+            try:
+                # SET NX: of concurrent writers the first wins; all write the same
+                # database-confirmed value, except over a provisional one, which is replaced.
+                if self._shared.claim(experiment.id, uid, durable) != durable:
+                    self._shared.put(experiment.id, uid, durable)
+            except CacheUnavailable:
+                pass
+        return durable
+
+    def _claim_provisionally(self, experiment: Experiment, uid: str, candidate: str) -> str:
+        if self._shared is None:
+            return candidate
+        try:
+            claimed = self._shared.claim(experiment.id, uid, candidate + PROVISIONAL)
+        except CacheUnavailable:
+            return candidate
+        return claimed.removesuffix(PROVISIONAL)

@@ -1,0 +1,214 @@
+"""Experiment administration: validated specs, the status machine, promote/rollback, audit.
+
+Used by the admin HTTP routes and the CLI alike; no Flask here. Every change is a
+compare-and-set on the experiment's version with its audit entry in the same transaction.
+"""
+from __future__ import annotations
+
+from ml_api.errors import (
+    DuplicateExperiment,
+    IllegalTransition,
+    InvalidExperiment,
+    UnknownExperiment,
+)
+from ml_api.experiments.catalog import ExperimentCatalog
+from ml_api.experiments.values import (
+    DEFAULT_SETTINGS,
+    DRAFT,
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    Experiment,
+    Variant,
+)
+from ml_api.records.engine import utcnow
+from ml_api.records.experiment_store import ExperimentStore
+from ml_api.records.exposures import ExposureStore
+from ml_api.records.shadow import ShadowStore
+from ml_api.serving.registry import ModelRegistry
+from ml_api.stats.results import experiment_results
+from ml_api.validation import (
+    PATCH_KEYS,
+    parse_experiment_spec,
+    parse_weights,
+    require_object,
+    validate_canary,
+    validate_settings,
+)
+
+# action -> (statuses it may start from, status it leads to)
+TRANSITIONS = {
+    "start": ({DRAFT, PAUSED}, RUNNING),
+    "pause": ({RUNNING}, PAUSED),
+    "stop": ({RUNNING, PAUSED}, STOPPED),
+}
+
+
+class ExperimentAdmin:
+    """The admin use cases behind the admin API and the CLI: create, change, start, pause,
+    stop, promote, read results and the audit log."""
+
+    def __init__(self, store: ExperimentStore, exposures: ExposureStore,
+                 shadow_records: ShadowStore,
+                 registry: ModelRegistry,
+                 catalog: ExperimentCatalog):
+        self._store = store
+        self._exposures = exposures
+        self._shadow_records = shadow_records
+        self._registry = registry
+        self._catalog = catalog
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _load(self, name: str) -> Experiment:
+        experiment = self._store.load_experiment(name)
+        if experiment is None:
+            raise UnknownExperiment(f"no experiment named {name!r}")
+        return experiment
+
+    def describe(self, experiment: Experiment) -> dict:
+        settings = {key: experiment.setting(key) for key in DEFAULT_SETTINGS}
+        return {
+            "name": experiment.name, "status": experiment.status,
+            "strategy": experiment.strategy, "metric": experiment.metric,
+            "salt": experiment.salt, "serving_variant": experiment.serving_variant.name,
+            "default_variant": experiment.default_variant, "version": experiment.version,
+            "variants": [{"name": v.name, "model": v.model_key, "weight": v.weight}
+                         for v in experiment.variants],
+            "settings": settings,
+            "canary_step": experiment.config.get("canary_step") if experiment.strategy
+            == "canary" else None,
+            **self._store.experiment_times(experiment.id),
+        }
+
+    def list(self) -> list[dict]:
+        return [self.describe(e) for e in sorted(self._store.load_experiments(),
+                                                 key=lambda e: e.name)]
+
+    def get(self, name: str) -> dict:
+        return self.describe(self._load(name))
+
+    def audit(self, name: str) -> list[dict]:
+        return self._store.audit_entries(self._load(name).id)
+
+    def results(self, name: str) -> dict:
+        from ml_api.experiments.strategies import with_live_weights
+
+        experiment = self._load(name)
+        exposures, expected = self._exposures.exposure_counters(experiment.id)
+        sums = self._exposures.metric_sums(experiment.id, experiment.metric)
+        experiment = with_live_weights(experiment, exposures,
+                                   {v: s.users for v, s in sums.items()})
+        results = experiment_results(experiment, exposures, expected, sums)
+        if experiment.strategy == "shadow":
+            results["shadow"] = self._shadow_report(experiment)
+        return results
+
+    def _shadow_report(self, experiment: Experiment) -> list[dict]:
+        report = []
+        for name, c in self._shadow_records.summary(experiment.id).items():
+            n = c["comparisons"]
+            report.append({"variant": name, "against": experiment.control.name,
+                           "comparisons": n, "agreement_rate": c["agreements"] / n if n else None,
+                           "primary_mean_ms": c["primary_ms_sum"] / n if n else None,
+                           "shadow_mean_ms": c["shadow_ms_sum"] / n if n else None})
+        return report
+
+    # --- changing --------------------------------------------------------------------------
+
+    def create(self, body, actor: str) -> dict:
+        spec = parse_experiment_spec(body, self._registry)
+        if self._store.experiment_exists(spec["name"]):
+            raise DuplicateExperiment(f"an experiment named {spec['name']!r} exists")
+        variants = [Variant(v["name"], v["model"], v["weight"]) for v in spec["variants"]]
+        config = dict(spec["settings"])
+        if spec["strategy"] == "canary":
+            config["canary"] = config.get("canary") or validate_canary({})
+            config["canary_step"] = 0
+        self._store.create_experiment(
+            spec["name"], variants, status=DRAFT, salt=spec["salt"], strategy=spec["strategy"],
+            metric=spec["metric"], config=config, actor=actor,
+            audit_after={k: v for k, v in spec.items() if k != "settings"} | {"config": config})
+        return self._changed(spec["name"])
+
+    def patch(self, name: str, body, actor: str) -> dict:
+        experiment = self._load(name)
+        body = require_object(body)
+        unknown = sorted(set(body) - PATCH_KEYS)
+        if unknown:
+            raise InvalidExperiment(f"these fields cannot be changed: {', '.join(unknown)}")
+        known = {v.name for v in experiment.variants}
+        weights = {}
+        if "weights" in body:
+            if not isinstance(body["weights"], dict):
+                raise InvalidExperiment("'weights' must be an object of variant: weight")
+            weights = parse_weights([{"name": k, "weight": w} for k, w in body["weights"].items()],
+                               known)
+        if "variants" in body:
+            if not isinstance(body["variants"], list):
+                raise InvalidExperiment("'variants' must be a list of {name, weight}")
+            weights.update(parse_weights(body["variants"], known))
+        new_weights = {v.name: weights.get(v.name, v.weight) for v in experiment.variants}
+        if sum(new_weights.values()) <= 0:
+            raise InvalidExperiment("weights must not all be zero")
+        settings = validate_settings(body, len(experiment.variants))
+        config = {**experiment.config, **settings}
+        before = {"weights": {v.name: v.weight for v in experiment.variants},
+                  "settings": {k: experiment.config.get(k) for k in settings}}
+        after = {"weights": new_weights, "settings": settings}
+        self._store.update_experiment(experiment, actor=actor, action="update", before=before,
+                                      after=after, columns={"config": config}, weights=weights)
+        return self._changed(name)
+
+    def transition(self, name: str, action: str, actor: str, reason: str | None = None) -> dict:
+        experiment = self._load(name)
+        allowed, target = TRANSITIONS[action]
+        if experiment.status not in allowed:
+            raise IllegalTransition(
+                f"cannot {action} an experiment that is {experiment.status}")
+        columns = {"status": target}
+        if action == "start" and experiment.started_at is None:
+            columns["started_at"] = utcnow()
+            if experiment.strategy == "canary":
+                columns["config"] = {**experiment.config, "canary_step": 0,
+                                     "canary_step_started_at": columns["started_at"].isoformat()}
+        after = {"status": target, **({"reason": reason} if reason else {})}
+        self._store.update_experiment(
+            experiment, actor=actor, action=action, before={"status": experiment.status},
+            after=after, columns=columns)
+        return self._changed(name)
+
+    def set_canary_step(self, name: str, step: int, now, actor: str) -> dict:
+        experiment = self._load(name)
+        percent = experiment.setting("canary")["steps"][step]
+        config = {**experiment.config, "canary_step": step,
+                  "canary_step_started_at": now.isoformat()}
+        self._store.update_experiment(
+            experiment, actor=actor, action="canary_step",
+            before={"canary_step": experiment.config.get("canary_step", 0)},
+            after={"canary_step": step, "challenger_percent": percent},
+            columns={"config": config})
+        return self._changed(name)
+
+    def promote(self, name: str, body, actor: str, reason: str | None = None,
+                action: str = "promote") -> dict:
+        """Serve one variant to everyone from now on (stops the experiment). Promoting the
+        control is the rollback."""
+        experiment = self._load(name)
+        variant = body.get("variant") if isinstance(body, dict) else None
+        if not isinstance(variant, str) or experiment.variant(variant) is None:
+            raise InvalidExperiment(
+                f"'variant' must be one of {', '.join(v.name for v in experiment.variants)}")
+        after = {"status": STOPPED, "default_variant": variant}
+        if reason:
+            after["reason"] = reason
+        self._store.update_experiment(
+            experiment, actor=actor, action=action,
+            before={"status": experiment.status, "default_variant": experiment.default_variant},
+            after=after, columns={"status": STOPPED, "default_variant": variant})
+        return self._changed(name)
+
+    def _changed(self, name: str) -> dict:
+        self._catalog.changed()  # every worker of this host sees it on its next request
+        return self.get(name)
+

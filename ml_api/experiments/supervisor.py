@@ -1,0 +1,127 @@
+"""Acts on running experiments without a human: auto-stop and canary ramps.
+
+Each gunicorn worker runs one on a timer; their changes are compare-and-set on the
+experiment's version, so when several act at once exactly one change lands (the others get
+ConcurrentChange and look again next tick).
+
+- auto_stop: stop when the sequential test (mSPRT) finds a winner after min_sample_size
+  exposures per variant, or when max_duration_hours have passed. Never on the fixed-horizon
+  p-value.
+- canary: raise the challenger to the next ramp step after hold_seconds with its guards
+  holding; roll back (promote the control) as soon as its error rate or p99 latency crosses
+  a guard.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import Callable
+
+from ml_api.errors import BackendUnavailable, Conflict
+from ml_api.experiments.admin import ExperimentAdmin
+from ml_api.experiments.canary import NO_TRAFFIC, next_action
+from ml_api.experiments.traffic import TrafficRecorder
+from ml_api.experiments.values import Experiment
+from ml_api.records.engine import utcnow
+from ml_api.records.experiment_store import ExperimentStore
+from ml_api.records.exposures import ExposureStore
+
+log = logging.getLogger(__name__)
+ACTOR = "supervisor"
+
+
+class ExperimentSupervisor:
+    """Runs on a timer in each worker: replays the spool, writes the traffic counts, stops
+    experiments that reached a decision or their time limit, and steps or rolls back canaries."""
+
+    def __init__(self, store: ExperimentStore, exposures: ExposureStore, admin: ExperimentAdmin,
+                 traffic: TrafficRecorder, clock: Callable[[], datetime] = utcnow,
+                 spool=None):
+        self._spool = spool
+        self._store = store
+        self._exposures = exposures
+        self._admin = admin
+        self._traffic = traffic
+        self._clock = clock
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def tick(self) -> list[str]:
+        """One pass over the running experiments; returns what was done, for logs and tests."""
+        now = self._clock()
+        actions = []
+        if self._spool is not None:
+            replayed = self._spool.replay(self._exposures)
+            if replayed:
+                actions.append(f"spool: {replayed} records written to the database")
+        self._traffic.flush(now)
+        for experiment in self._store.load_experiments():
+            if not experiment.is_running:
+                continue
+            try:
+                action = self._auto_stop(experiment, now)
+                if action is None and experiment.strategy == "canary":
+                    action = self._canary(experiment, now)
+            except Conflict:
+                continue  # another worker changed it first
+            if action:
+                log.info("supervisor: %s: %s", experiment.name, action)
+                actions.append(f"{experiment.name}: {action}")
+        return actions
+
+    def _auto_stop(self, experiment: Experiment, now: datetime) -> str | None:
+        if not experiment.setting("auto_stop"):
+            return None
+        hours = experiment.setting("max_duration_hours")
+        if hours and experiment.started_at and now >= experiment.started_at + timedelta(
+                hours=hours):
+            reason = f"max_duration_hours ({hours}) reached"
+            self._admin.transition(experiment.name, "stop", ACTOR, reason=reason)
+            return f"stopped: {reason}"
+        results = self._admin.results(experiment.name)
+        smallest = min(v["exposures"] for v in results["variants"])
+        decision = results["decision"]
+        if smallest >= experiment.setting("min_sample_size") and decision["outcome"] == "winner":
+            reason = f"sequential test decided: {decision['message']}"
+            self._admin.transition(experiment.name, "stop", ACTOR, reason=reason)
+            return f"stopped: {reason}"
+        return None
+
+    def _canary(self, experiment: Experiment, now: datetime) -> str | None:
+        step = int(experiment.config.get("canary_step", 0))
+        since_text = experiment.config.get("canary_step_started_at")
+        since = datetime.fromisoformat(since_text) if since_text else experiment.started_at
+        if since is None:
+            return None
+        traffic = self._traffic.since(experiment.id, since.replace(second=0, microsecond=0))
+        seen = traffic.get(experiment.variants[1].name, NO_TRAFFIC)
+        action = next_action(experiment.setting("canary"), step, since, now, seen)
+        if action is None:
+            return None
+        if action.kind == "rollback":
+            self._admin.promote(experiment.name, {"variant": experiment.control.name},
+                                ACTOR, reason=action.reason, action="canary_rollback")
+            return f"rolled back: {action.reason}"
+        self._admin.set_canary_step(experiment.name, action.step, now, ACTOR)
+        return action.reason
+
+    def start(self, interval_seconds: float) -> None:
+        """Run tick() every interval on a daemon thread (one per worker process)."""
+        if interval_seconds <= 0 or self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_seconds):
+                try:
+                    self.tick()
+                except BackendUnavailable as exc:
+                    log.warning("supervisor: database unavailable: %s", exc)
+                except Exception:  # keep supervising; the next tick may succeed
+                    log.exception("supervisor tick failed")
+
+        self._thread = threading.Thread(target=loop, name="experiment-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

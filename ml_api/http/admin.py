@@ -1,0 +1,73 @@
+"""Admin HTTP endpoints, all behind `Authorization: Bearer <ADMIN_TOKEN>`. Thin: each calls
+one ExperimentAdmin method."""
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Response, request
+
+from ml_api.errors import Unauthorized
+from ml_api.experiments.admin import ExperimentAdmin
+from ml_api.http.jsonio import json_response, read_json_body
+
+
+def check_admin_token(token: str) -> None:
+    """Raise Unauthorized unless this request carries `token` as its bearer token."""
+    if not token:
+        raise Unauthorized("the admin API is disabled: ADMIN_TOKEN is not set")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest takes the same time wherever the strings differ: no timing oracle.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("missing or wrong bearer token")
+
+
+def _actor() -> str:
+    """Who made the change, for the audit log: the X-Actor header, else "admin"."""
+    actor = request.headers.get("X-Actor", "").strip()
+    return actor[:128] if actor and actor.isprintable() else "admin"
+
+
+def create_admin(experiments: ExperimentAdmin, token: str, body_limit: int) -> Blueprint:
+    """The admin endpoints, bound to one app's ExperimentAdmin and token."""
+    admin = Blueprint("admin", __name__)
+
+    def body():
+        return read_json_body(request, body_limit)
+
+    @admin.before_request
+    def require_token() -> None:
+        check_admin_token(token)
+
+    @admin.post("/experiments")
+    def create_experiment() -> Response:
+        return json_response(experiments.create(body(), _actor()), 201)
+
+    @admin.get("/experiments")
+    def list_experiments() -> Response:
+        return json_response({"experiments": experiments.list()})
+
+    @admin.get("/experiments/<name>")
+    def get_experiment(name: str) -> Response:
+        return json_response(experiments.get(name))
+
+    @admin.patch("/experiments/<name>")
+    def patch_experiment(name: str) -> Response:
+        return json_response(experiments.patch(name, body(), _actor()))
+
+    @admin.post("/experiments/<name>/<any(start, pause, stop):action>")
+    def transition(name: str, action: str) -> Response:
+        return json_response(experiments.transition(name, action, _actor()))
+
+    @admin.post("/experiments/<name>/promote")
+    def promote(name: str) -> Response:
+        return json_response(experiments.promote(name, body(), _actor()))
+
+    @admin.get("/experiments/<name>/results")
+    def results(name: str) -> Response:
+        return json_response(experiments.results(name))
+
+    @admin.get("/experiments/<name>/audit")
+    def audit(name: str) -> Response:
+        return json_response({"experiment": name, "entries": experiments.audit(name)})
+
+    return admin

@@ -1,0 +1,123 @@
+"""The SQL engine (MySQL/MariaDB through PyMySQL, or SQLite), the Alembic migrations, and
+the error translation and retry every store of ml_api.records uses.
+
+Every sqlalchemy error leaves the stores as StorageUnavailable, except the integrity errors
+they resolve themselves.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from ml_api.errors import StorageUnavailable, TransientConflict
+from ml_api.telemetry import prometheus
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SHARDS = 16  # counter rows per variant and metric; see exposures.shard_of
+
+
+# MySQL/MariaDB: deadlock found, lock wait timeout. The transaction may simply be run again.
+RETRYABLE_MYSQL_ERRORS = {1213, 1205}
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """sqlalchemy errors become StorageUnavailable (TransientConflict when a retry of the
+    whole transaction may succeed); IntegrityError is left to the caller."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except OperationalError as exc:
+        prometheus.BACKEND_ERRORS.labels("database").inc()
+        code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+        error = TransientConflict if code in RETRYABLE_MYSQL_ERRORS else StorageUnavailable
+        raise error(f"database error while {what}: {exc.orig!r}") from exc
+    except SQLAlchemyError as exc:
+        prometheus.BACKEND_ERRORS.labels("database").inc()
+        raise StorageUnavailable(f"database error while {what}: {exc.__class__.__name__}") \
+            from exc
+
+
+def retrying(attempts: int = 4):
+    """Run a write transaction again when it lost a deadlock or a lock wait."""
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            for attempt in range(attempts):
+                try:
+                    return func(*args, **kwargs)
+                except TransientConflict:
+                    if attempt == attempts - 1:
+                        raise
+                    time.sleep(0.005 * (attempt + 1))
+        return wrapper
+    return decorate
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for this URL; SQLite gets WAL and a busy timeout so several workers can write."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
+            dbapi_conn.isolation_level = None  # transactions begin below, not in pysqlite
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # Take the write lock up front: with several gunicorn workers, a read-then-write
+            # transaction would otherwise fail at once when another worker wrote meanwhile.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    # READ COMMITTED: no gap locks, so concurrent first outcomes of different uids cannot
+    # deadlock on the empty index range between them; every invariant here rests on unique
+    # keys and single-row updates, which this level keeps.
+    return create_engine(
+        url, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=5,
+        isolation_level="READ COMMITTED",
+        connect_args={"connect_timeout": 5, "read_timeout": 10, "write_timeout": 10,
+                      "charset": "utf8mb4"},
+    )
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent)."""
+    with engine.begin() as conn:
+        config = _alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def schema_is_current(engine: Engine) -> bool:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() == head

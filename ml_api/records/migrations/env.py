@@ -1,0 +1,10 @@
+"""Alembic environment: runs on the connection that ml_api.records.engine.upgrade_schema
+hands over."""
+from alembic import context
+
+from ml_api.records.schema import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,152 @@
+"""A local, durable spool for records the database could not take: first exposures and
+outcomes accepted while MySQL is down are written here (fsync'd SQLite, shared by the
+workers of one host) and replayed when it returns. Replays are idempotent: exposures are
+insert-or-get, and every spooled outcome carries an event id.
+
+An outcome whose exposure the database does not know yet may be waiting in another host's
+spool: it is retried until `orphan_horizon` seconds after it was spooled, then moved to the
+database's dead_letters table (DeadLetters), never dropped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from ml_api.errors import StorageUnavailable, UnknownAssignment
+from ml_api.records.dead_letters import DeadLetters
+from ml_api.records.exposures import ExposureStore
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spooled (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,            -- 'exposure' or 'outcome'
+    payload TEXT NOT NULL          -- JSON arguments of the ExposureStore call
+)
+"""
+# Added later; a spool file written before them gets them with their defaults.
+COLUMNS = {"spooled_at": "REAL NOT NULL DEFAULT 0",  # time.time() when spooled
+           "retry_at": "REAL NOT NULL DEFAULT 0"}    # not replayed before this time
+RETRY_SECONDS = 5.0  # between tries of an outcome whose exposure is not in the database yet
+
+
+def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch to WAL. Changing the journal mode ignores the busy timeout, so workers that boot
+    together (and open a new spool at once) retry instead of failing to start."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
+class Spool:
+    """The host's spool file: records added while the database is down, replayed in order."""
+
+    def __init__(self, path: Path, dead_letters: DeadLetters | None = None,
+                 orphan_horizon: float = 86400.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._dead_letters = dead_letters
+        self._orphan_horizon = orphan_horizon
+        self._local = threading.local()
+        self._replay_lock = threading.Lock()
+        with self._connection() as conn:
+            conn.execute(SCHEMA)
+            present = {row[1] for row in conn.execute("PRAGMA table_info(spooled)")}
+            for name, definition in COLUMNS.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE spooled ADD COLUMN {name} {definition}")
+            if "spooled_at" not in present:  # the horizon of older records starts now
+                conn.execute("UPDATE spooled SET spooled_at = ?", (time.time(),))
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            _set_wal(conn)
+            conn.execute("PRAGMA synchronous=FULL")  # a 202 must survive a crash
+            self._local.conn = conn
+        return conn
+
+    def _add(self, kind: str, payload: dict) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO spooled (kind, payload, spooled_at) VALUES (?, ?, ?)",
+                     (kind, json.dumps(payload), time.time()))
+        conn.execute("COMMIT")
+
+    def add_exposure(self, experiment_id: int, uid: str, variant: str,
+                     shares: dict[str, float]) -> None:
+        self._add("exposure", {"experiment_id": experiment_id, "uid": uid, "variant": variant,
+                               "shares": shares})
+
+    def add_outcome(self, experiment_id: int, uid: str, metric: str, value: float,
+                    event_id: str | None) -> str:
+        """Spool an outcome; returns the event id it will be replayed with."""
+        event_id = event_id or f"spool-{uuid.uuid4().hex}"
+        self._add("outcome", {"experiment_id": experiment_id, "uid": uid, "metric": metric,
+                              "value": value, "event_id": event_id})
+        return event_id
+
+    def pending(self) -> int:
+        return self._connection().execute("SELECT COUNT(*) FROM spooled").fetchone()[0]
+
+    def replay(self, exposures: ExposureStore, batch: int = 500) -> int:
+        """Write spooled records to the database, oldest first; returns how many were done
+        (written, or moved to the dead letters). Stops at the first database error (the rest
+        waits for the next call)."""
+        if not self._replay_lock.acquire(blocking=False):
+            return 0
+        done = 0
+        try:
+            conn = self._connection()
+            now = time.time()
+            rows = conn.execute("SELECT id, kind, payload, spooled_at FROM spooled "
+                                "WHERE retry_at <= ? ORDER BY id LIMIT ?",
+                                (now, batch)).fetchall()
+            for row_id, kind, payload, spooled_at in rows:
+                args = json.loads(payload)
+                try:
+                    if kind == "exposure":
+                        exposures.record_exposure(**args)
+                    else:
+                        exposures.record_outcome(**args)
+                except UnknownAssignment:
+                    try:
+                        expired = self._orphan_expired(kind, args, spooled_at, now)
+                    except StorageUnavailable:
+                        break
+                    if not expired:
+                        conn.execute("UPDATE spooled SET retry_at = ? WHERE id = ?",
+                                     (now + RETRY_SECONDS, row_id))
+                        continue
+                except StorageUnavailable:
+                    break
+                # Another host's worker may replay the same file only if it shares the path;
+                # deleting by id keeps each record replayed once per spool.
+                conn.execute("DELETE FROM spooled WHERE id = ?", (row_id,))
+                done += 1
+        finally:
+            self._replay_lock.release()
+        return done
+
+    def _orphan_expired(self, kind: str, args: dict, spooled_at: float, now: float) -> bool:
+        """Whether an outcome without a known exposure is past the horizon, and moved to the
+        dead letters (a database error raises StorageUnavailable: it stays spooled)."""
+        if now - spooled_at < self._orphan_horizon or self._dead_letters is None:
+            return False
+        self._dead_letters.add(kind, args, "its exposure never reached the database",
+                               spooled_at)
+        log.warning("spooled %s moved to dead_letters after %.0f s: %s", kind,
+                    now - spooled_at, args)
+        return True

@@ -1,0 +1,104 @@
+"""The /predict use case: experiment → sticky group → that group's model → prediction."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import NamedTuple
+
+from ml_api.assignment.sticky import StickyAssigner
+from ml_api.errors import AssignmentUnconfirmed, ModelFailure, ServiceUnavailable
+from ml_api.experiments.catalog import ExperimentCatalog
+from ml_api.experiments.shadow import ShadowRunner
+from ml_api.experiments.traffic import TrafficRecorder
+from ml_api.serving.registry import ModelRegistry
+from ml_api.validation import PredictRequest, feature_row
+
+log = logging.getLogger(__name__)
+
+
+class PredictionResult(NamedTuple):
+    """What /predict answers. A NamedTuple, built once per request: cheaper than a frozen
+    dataclass, whose every field goes through object.__setattr__."""
+
+    request_id: str
+    experiment: str
+    group: str
+    model_name: str
+    model_version: str
+    prediction: object
+    score: float | None
+    model_latency_ms: float
+    in_experiment: bool = True  # False: not running, everyone gets the serving variant
+
+    def to_dict(self) -> dict:
+        return {
+            "request_id": self.request_id,
+            "experiment": self.experiment,
+            "group": self.group,
+            "in_experiment": self.in_experiment,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "prediction": self.prediction,
+            "score": self.score,
+        }
+
+
+class PredictionService:
+    """The /predict use case: the experiment, the uid's sticky group, that group's model,
+    the prediction, and the traffic and shadow bookkeeping."""
+
+    def __init__(self, catalog: ExperimentCatalog, assigner: StickyAssigner,
+                 registry: ModelRegistry, default_experiment: str, shadow: ShadowRunner,
+                 health: TrafficRecorder):
+        self._catalog = catalog
+        self._assigner = assigner
+        self._registry = registry
+        self._default_experiment = default_experiment
+        self._shadow = shadow
+        self._health = health
+
+    def predict(self, request: PredictRequest) -> PredictionResult:
+        started = time.perf_counter()
+        experiment = self._catalog.get(request.experiment or self._default_experiment)
+        running = experiment.is_running
+        # Validate against the control's features before anything is assigned or stored.
+        row = feature_row(request.features, self._model(experiment.control.model_key)
+                          .spec.feature_names)
+        if running:
+            try:
+                variant = experiment.variant(self._assigner.assign(experiment, request.uid))
+            except AssignmentUnconfirmed:  # served as outside the experiment; nothing recorded
+                variant, running = experiment.serving_variant, False
+        else:
+            variant = experiment.serving_variant
+        model = self._model(variant.model_key)
+        model_started = time.perf_counter()
+        try:
+            prediction, score = model.predict(row)
+        except Exception as exc:  # a model bug must not look like a client error
+            log.exception("model %s failed", model.spec.key)
+            if running:
+                self._health.record(experiment.id, variant.name,
+                                    (time.perf_counter() - started) * 1000, error=True)
+            raise ModelFailure(f"model {model.spec.key} failed to predict") from exc
+        done = time.perf_counter()
+        spec = model.spec
+        result = PredictionResult(
+            # 128 random bits without a syscall (random is reseeded in every forked worker).
+            f"{random.getrandbits(128):032x}", experiment.name, variant.name, spec.name,
+            spec.version, prediction, score, (done - model_started) * 1000, running)
+        if running:
+            # Latency per variant for the canary guards and the results page.
+            self._health.record(experiment.id, variant.name, (done - started) * 1000,
+                                error=False)
+            if experiment.strategy == "shadow":
+                self._shadow.submit(experiment, request.uid, result.request_id, row, {
+                    "primary_variant": variant.name, "primary_prediction": prediction,
+                    "primary_score": score, "primary_ms": result.model_latency_ms})
+        return result
+
+    def _model(self, key: str):
+        model = self._registry.get(key)
+        if model is None:
+            raise ServiceUnavailable(f"model {key} is not loaded in this process")
+        return model

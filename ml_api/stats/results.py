@@ -1,0 +1,151 @@
+"""Experiment results from counters: per-variant summaries, comparisons against the control,
+the sample-ratio check, sample size, and the decision. Pure: no I/O.
+
+Decisions use the always-valid mSPRT p-values, Holm-adjusted across the comparisons with the
+control; the fixed-horizon p-values are reported for information only.
+"""
+from __future__ import annotations
+
+import math
+
+from scipy import stats
+
+from ml_api.experiments.values import Experiment
+from ml_api.records.exposures import MetricSums
+from ml_api.stats import inference as st
+
+SRM_THRESHOLD = 0.001
+POWER = 0.8
+
+
+def _summary(n: int, sums: MetricSums, alpha: float) -> dict:
+    rate = sums.users / n if n else None
+    mean = sums.total / n if n else None
+    variance = ((sums.total_sq - sums.total ** 2 / n) / (n - 1)) if n > 1 else None
+    low, high = st.wilson_interval(sums.users, n, alpha) if n else (None, None)
+    return {"exposures": n, "converting_uids": sums.users, "events": sums.events,
+            "value_sum": sums.total, "mean": mean,
+            "variance": None if variance is None else max(variance, 0.0),
+            "conversion_rate": rate, "conversion_rate_ci": [low, high]}
+
+
+def _estimate(summary: dict, metric_type: str) -> tuple[float, float]:
+    """(estimate, variance of the estimate) of a variant's primary metric."""
+    n = summary["exposures"]
+    if metric_type == "conversion":
+        p = summary["conversion_rate"]
+        return p, p * (1 - p) / n
+    return summary["mean"], summary["variance"] / n
+
+
+def _comparison(control: dict, treatment: dict, experiment: Experiment) -> dict:
+    metric_type = experiment.setting("metric_type")
+    alpha = experiment.setting("alpha")
+    tau = experiment.setting("tau") or experiment.setting("mde")
+    est_c, var_c = _estimate(control, metric_type)
+    est_t, var_t = _estimate(treatment, metric_type)
+    diff, low, high = st.absolute_lift(est_c, var_c, est_t, var_t, alpha)
+    relative = st.relative_lift(est_c, var_c, est_t, var_t, alpha)
+    if metric_type == "conversion":
+        _, p_value = st.two_proportion_ztest(control["converting_uids"], control["exposures"],
+                                             treatment["converting_uids"], treatment["exposures"])
+        test = "two_proportion_z"
+        beat = st.prob_to_beat(control["converting_uids"], control["exposures"],
+                               treatment["converting_uids"], treatment["exposures"])
+    else:
+        _, _, p_value = st.welch_ttest(est_c, control["variance"], control["exposures"],
+                                       est_t, treatment["variance"], treatment["exposures"])
+        test, beat = "welch_t", None
+    seq_p, seq_low, seq_high = st.msprt(diff, var_c + var_t, tau, alpha)
+    return {
+        "absolute_lift": {"estimate": diff, "ci": [low, high]},
+        "relative_lift": None if relative is None else
+        {"estimate": relative[0], "ci": [relative[1], relative[2]]},
+        "test": test, "p_value": p_value, "prob_to_beat_control": beat,
+        "sequential": {"method": "mSPRT", "tau": tau, "p_value": seq_p,
+                       "ci": [seq_low, seq_high]},
+    }
+
+
+def _required_per_variant(experiment: Experiment, control: dict) -> int | None:
+    mde, alpha = experiment.setting("mde"), experiment.setting("alpha")
+    if control["exposures"] < 2:
+        return None
+    if experiment.setting("metric_type") == "conversion":
+        return st.required_sample_size(control["conversion_rate"], mde, alpha, POWER)
+    sd = math.sqrt(control["variance"] or 0.0)
+    if sd == 0 or mde == 0:
+        return None
+    z = stats.norm.isf(alpha / 2) + stats.norm.ppf(POWER)
+    return math.ceil(2 * (z * sd / mde) ** 2)
+
+
+def experiment_results(experiment: Experiment, exposures: dict[str, int],
+                       expected: dict[str, float], sums: dict[str, MetricSums]) -> dict:
+    """The whole results document of an experiment from its counters: per-variant
+    summaries, comparisons against the control, the sample-ratio check, sample size, decision."""
+    alpha = experiment.setting("alpha")
+    names = [v.name for v in experiment.variants]
+    summaries = {name: _summary(exposures.get(name, 0), sums.get(name, MetricSums()), alpha)
+                 for name in names}
+    control_name = names[0]
+    control = summaries[control_name]
+
+    comparable = [n for n in names[1:]
+                  if summaries[n]["exposures"] > 1 and control["exposures"] > 1]
+    comparisons = {n: _comparison(control, summaries[n], experiment) for n in comparable}
+    if comparisons:
+        fixed_adj = st.holm([c["p_value"] for c in comparisons.values()])
+        seq_adj = st.holm([c["sequential"]["p_value"] for c in comparisons.values()])
+        for comparison, f, s in zip(comparisons.values(), fixed_adj, seq_adj):
+            comparison["p_value_adjusted"] = f
+            comparison["sequential"]["p_value_adjusted"] = s
+
+    srm_p = None if experiment.strategy == "shadow" else st.srm_pvalue(
+        [exposures.get(n, 0) for n in names], [expected.get(n, 0.0) for n in names])
+    required = _required_per_variant(experiment, control)
+    active = [n for n in names if experiment.shares.get(n, 0) > 0] or names
+    smallest = min(summaries[n]["exposures"] for n in active)
+    return {
+        "experiment": experiment.name, "status": experiment.status,
+        "strategy": experiment.strategy, "metric": experiment.metric,
+        "metric_type": experiment.setting("metric_type"), "alpha": alpha,
+        "control": control_name, "correction": "holm",
+        "variants": [{"name": n, "model": experiment.variant(n).model_key,
+                      "share": experiment.shares.get(n), **summaries[n]} for n in names],
+        "comparisons": [{"variant": n, "against": control_name, **c}
+                        for n, c in comparisons.items()],
+        "srm": {"p_value": srm_p, "threshold": SRM_THRESHOLD,
+                "mismatch": srm_p is not None and srm_p < SRM_THRESHOLD,
+                "expected": {n: expected.get(n, 0.0) for n in names}},
+        "sample_size": {"mde": experiment.setting("mde"), "power": POWER,
+                        "per_variant": required,
+                        "progress": None if not required else min(1.0, smallest / required)},
+        "decision": decide(experiment, summaries, comparisons, srm_p, required),
+    }
+
+
+def decide(experiment: Experiment, summaries: dict, comparisons: dict, srm_p: float | None,
+           required: int | None) -> dict:
+    """The decision: which variant wins, or why the experiment keeps running."""
+    alpha = experiment.setting("alpha")
+    control = experiment.control.name
+    if srm_p is not None and srm_p < SRM_THRESHOLD:
+        return {"outcome": "sample_ratio_mismatch", "winner": None,
+                "message": f"sample ratio mismatch (p = {srm_p:.2g}): do not trust these results"}
+    significant = {n: c for n, c in comparisons.items()
+                   if c["sequential"]["p_value_adjusted"] <= alpha}
+    better = {n: c for n, c in significant.items() if c["absolute_lift"]["estimate"] > 0}
+    if better:
+        winner = max(better, key=lambda n: better[n]["absolute_lift"]["estimate"])
+        return {"outcome": "winner", "winner": winner,
+                "message": f"{winner} wins against {control} (sequential test, Holm-adjusted)"}
+    if significant and len(significant) == len(comparisons):
+        return {"outcome": "winner", "winner": control,
+                "message": f"{control} wins: every challenger is significantly worse"}
+    sizes = [summaries[n]["exposures"] for n in summaries]
+    if required and min(sizes) >= required:
+        return {"outcome": "no_significant_difference", "winner": None,
+                "message": "the planned sample size is reached without a significant difference"}
+    return {"outcome": "keep_running", "winner": None,
+            "message": "not enough evidence yet; keep running"}
