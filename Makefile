@@ -52,12 +52,11 @@ test: $(VENV)/.test-deps services
 stack-test: $(VENV)/.test-deps
 	$(BIN)/python -m tests.stack.run
 
-# /predict against a bare endpoint, worker scaling, results cost from 10^4 to 10^7
-# exposures, then where a request's time goes (about 10 minutes in all).
+# /predict against a bare endpoint, worker scaling, and results cost from 10^4 to 10^7
+# exposures (docs/performance.md).
 bench: $(VENV)/.test-deps services
 	$(BIN)/python -m load_test.bench $(BENCH_ARGS)
 	$(BIN)/python -m load_test.bench_results
-	$(BIN)/python -m load_test.stages
 
 clean:
 	rm -rf $(VENV) var bench-results test-output .stack

@@ -1,18 +1,13 @@
 """CPU per request of the application alone: the full app and the bare endpoint called as WSGI
 apps in this process, with no HTTP server, network or load generator sharing the cores.
 
-    python -m load_test.inprocess [--threads 4] [--requests 8000] [--rounds 7] [--pollute-mb 4]
+    python -m load_test.inprocess [--threads 4] [--requests 8000] [--rounds 7]
 
 Both apps are built on the embedded default (SQLite, in-process cache) with the demo models;
 the full app's events go nowhere. Each round runs both apps on `--threads` threads (as a
 gunicorn gthread worker does) and reads the process's CPU time, background threads included;
 the table shows medians. It isolates what the application adds to a request, which the
 wrk benchmark (`load_test.bench`) measures only through the noise of a shared machine.
-
-Under a server, a request starts with the caches that the server's parsing, the kernel and
-the load generator left: `--pollute-mb N` writes one byte per 64-byte line of an N MB buffer
-after every request (its own cost, measured alone, is subtracted), to see how much of a
-request's cost is cache misses rather than instructions.
 """
 from __future__ import annotations
 
@@ -44,8 +39,8 @@ def build_apps(workdir: Path, **settings_overrides):
     (workdir / "prometheus").mkdir(exist_ok=True)
     from load_test.bare_app import create_bare_app
     from ml_api import create_app
-    from ml_api.settings import Settings
     from ml_api.serving.training import train_demo_models
+    from ml_api.settings import Settings
     from ml_api.wiring import init_database
 
     models = workdir / "models"
@@ -81,32 +76,10 @@ def call(app, uid: str) -> None:
         raise RuntimeError(f"{uid}: {status[0]}")
 
 
-class CachePolluter:
-    """Writes one byte per cache line of a buffer: what evicts a request's working set."""
-
-    LINE = 64
-
-    def __init__(self, megabytes: float):
-        self._buffer = bytearray(int(megabytes * 2**20))
-        self._ones = b"\x01" * (len(self._buffer) // self.LINE)
-
-    def __call__(self) -> None:
-        if self._ones:
-            self._buffer[::self.LINE] = self._ones
-
-    def cpu_us(self, times: int = 2000) -> float:
-        started = time.process_time()
-        for _ in range(times):
-            self()
-        return (time.process_time() - started) / times * 1e6
-
-
-def cpu_us_per_request(app, requests: int, threads: int, users: int,
-                       between=lambda: None) -> float:
+def cpu_us_per_request(app, requests: int, threads: int, users: int) -> float:
     def worker(offset: int) -> None:
         for i in range(offset, requests, threads):
             call(app, f"user-{i % users}")
-            between()
 
     pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
     started = time.process_time()
@@ -123,24 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=8000, help="per app and round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--users", type=int, default=2000, help="returning uids")
-    parser.add_argument("--pollute-mb", type=float, default=0,
-                        help="MB of cache lines written after each request")
     args = parser.parse_args(argv)
-    polluter = CachePolluter(args.pollute_mb)
     with tempfile.TemporaryDirectory(prefix="ml_api_inprocess_") as workdir:
         full, bare = build_apps(Path(workdir))
         for app in (full, bare):  # first assignments, lazy loading
             cpu_us_per_request(app, args.users, 1, args.users)
         cpu = {"bare": [], "full": []}
         for _ in range(args.rounds):
-            pollution_us = polluter.cpu_us() if args.pollute_mb else 0.0
             for name, app in (("bare", bare), ("full", full)):
                 cpu[name].append(cpu_us_per_request(app, args.requests, args.threads,
-                                                    args.users, polluter) - pollution_us)
+                                                    args.users))
     bare_us, full_us = statistics.median(cpu["bare"]), statistics.median(cpu["full"])
-    polluted = f", {args.pollute_mb:g} MB written between requests" if args.pollute_mb else ""
     print(f"{args.threads} thread(s), {args.requests} requests x {args.rounds} rounds"
-          f"{polluted}, CPU per request (median): bare {bare_us:.0f} us, full {full_us:.0f} us, "
+          f", CPU per request (median): bare {bare_us:.0f} us, full {full_us:.0f} us, "
           f"full adds {full_us - bare_us:.0f} us ({bare_us / full_us:.2f}x the bare rate)")
     return 0
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the local Redis and MariaDB when they are installed but stopped, and installs Debian's
-# chromium, docker-compose, wrk and valgrind when missing. With CI=true anything missing is an
+# chromium, docker-compose and wrk when missing. With CI=true anything missing is an
 # error; otherwise the tests that need it skip themselves.
 set -u
 
@@ -35,8 +35,7 @@ fi
 
 # Debian packages the tests run for real, installed when missing (as root, with apt-get):
 # headless Chromium (the results page), docker-compose v1 (validates docker-compose.yml
-# offline, no engine needed), wrk (the benchmark's smoke test), valgrind (callgrind, which
-# load_test.instructions uses).
+# offline, no engine needed) and wrk (the benchmark's smoke test).
 install_if_missing() {  # a command, from the Debian package of the same name
   if ! command -v "$1" >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing $1"
@@ -44,7 +43,7 @@ install_if_missing() {  # a command, from the Debian package of the same name
       || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$1" >/dev/null 2>&1; }
   fi
 }
-TOOLS="chromium docker-compose wrk valgrind"
+TOOLS="chromium docker-compose wrk"
 for tool in $TOOLS; do
   install_if_missing "$tool"
 done
