@@ -44,8 +44,10 @@ class ExperimentStore:
                 variants=tuple(by_experiment.get(e.id, ())), default_variant=e.default_variant,
                 metric=e.metric, config=e.config or {}, version=e.version,
                 started_at=e.started_at,
+                # MariaDB's DATETIME keeps whole seconds: a change within the start's second
+                # may have come after it, so it counts as a reweighting.
                 reweighted=e.weights_changed_at is not None and (
-                    e.started_at is None or e.weights_changed_at > e.started_at),
+                    e.started_at is None or e.weights_changed_at >= e.started_at),
             )
             for e in experiments
         ]
