@@ -1,7 +1,8 @@
 """Fixtures: trained demo models, a private MariaDB database and Redis key prefix per run.
 
 Integration tests use the real MariaDB and Redis of the machine. Outside CI a missing service
-skips them; with CI=true it fails the run.
+skips them; with CI=true it fails the run. A test that asks for the real servers is marked
+`integration` here, so `make test-fast` (`-m "not integration and not slow"`) leaves it out.
 """
 from __future__ import annotations
 
@@ -25,6 +26,18 @@ MYSQL_PASSWORD = os.environ.get("TEST_MYSQL_PASSWORD", "")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ADMIN_TOKEN = "test-admin-token"
+
+
+REAL_SERVER_FIXTURES = {"mysql_server", "mysql_url", "redis_prefix", "redis_client",
+                        "real_settings", "real_services", "backends"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        real_param = callspec is not None and "real" in callspec.params.values()
+        if real_param or REAL_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 def _unavailable(what: str, exc: Exception):

@@ -22,6 +22,7 @@ class Elements(html.parser.HTMLParser):
         self.text.append(data)
 
 
+@pytest.mark.slow
 def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_headers, tmp_path):
     with Gunicorn(settings_env(embedded_settings), log_path=tmp_path / "g.log") as server:
         for i in range(120):

@@ -157,6 +157,7 @@ class FakeKibana(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_setup_script_waits_for_kibana_then_imports_idempotently():
     server = http.server.HTTPServer(("127.0.0.1", 0), FakeKibana)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -5,11 +5,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+import pytest
 import requests
 from scipy import stats
 
 from ml_api.wiring import build_services
 from tests.helpers import FEATURES, ROOT, Gunicorn, JsonClient, settings_env
+
+pytestmark = pytest.mark.slow
 
 N_UIDS = 10_000
 

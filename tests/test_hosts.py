@@ -6,11 +6,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from sqlalchemy import create_engine, text
 
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import FEATURES, Gunicorn, JsonClient, settings_env
+
+pytestmark = pytest.mark.slow
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -17,6 +17,8 @@ from load_test import run_locust
 from load_test.processes import free_port
 from tests.helpers import ROOT, Gunicorn, headless, settings_env
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("backends", ["embedded", "real"])
 def test_headless_locust_run(request, backends, tmp_path, monkeypatch, capsys):

@@ -21,7 +21,7 @@ from ml_api.serving.training import demo_dataset
 from tests.helpers import FEATURES
 
 
-def test_manifest_records_what_the_issue_asks(models_dir):
+def test_manifest_records_each_models_checksum_features_and_held_out_scores(models_dir):
     specs = {s.key: s for s in read_manifest(models_dir)}
     assert set(specs) == {"logreg@1", "gboost@1"}
     for spec in specs.values():

@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 
+import pytest
 
 from tests.helpers import ROOT, Gunicorn, settings_env
 
@@ -13,6 +14,7 @@ def bash_blocks() -> list[str]:
     return re.findall(r"```bash\n(.*?)```", README, flags=re.S)
 
 
+@pytest.mark.slow
 def test_quickstart_curl_gets_a_real_prediction(embedded_settings, tmp_path):
     curl = next(block for block in bash_blocks()
                 if block.startswith("curl") and "/predict" in block)
@@ -52,6 +54,7 @@ def section(title: str) -> str:
     return README[start:end if end != -1 else None]
 
 
+@pytest.mark.slow
 def test_lifecycle_curls_work_as_printed_in_order(embedded_settings, tmp_path):
     blocks = re.findall(r"```bash\n(.*?)```", section("Running an experiment"), flags=re.S)
     assert len(blocks) == 3

@@ -21,6 +21,8 @@ from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER
 from tests.helpers import FEATURES, Gunicorn, settings_env
 from tests.listeners import StalledListener, TcpProxy
 
+pytestmark = pytest.mark.slow
+
 
 class Load:
     """Requests in a background thread until stopped; remembers every answer."""

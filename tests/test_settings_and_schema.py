@@ -55,6 +55,7 @@ def test_production_refuses_to_start_without_an_admin_token(embedded_settings, t
     assert app.test_client().get("/experiments").status_code == 401  # admin API disabled
 
 
+@pytest.mark.slow
 def test_gunicorn_refuses_to_start_without_an_admin_token(embedded_settings, tmp_path):
     from tests.helpers import Gunicorn, settings_env
     env = {**settings_env(embedded_settings), "ADMIN_TOKEN": ""}

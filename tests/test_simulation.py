@@ -3,9 +3,12 @@ MariaDB): true conversion 10% (control) vs 15% (variation); the results must nam
 import random
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from tests.helpers import FEATURES, Gunicorn, JsonClient, settings_env
+
+pytestmark = pytest.mark.slow
 
 TRUE_RATES = {"control": 0.10, "variation": 0.15}
 USERS = 8_000

@@ -47,6 +47,7 @@ def predict(services, uid, name):
     return services.prediction.predict(PredictRequest(uid, FEATURES, name)).group
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["epsilon_greedy", "thompson"])
 def test_bandit_shifts_new_users_to_the_better_arm_and_keeps_assigned_ones(services, strategy):
     services.admin.create({"name": "bandit", "variants": TWO, "strategy": strategy,
