@@ -2,8 +2,7 @@
 import pytest
 
 from ml_api.experiments.values import Experiment, Variant
-from ml_api.records.exposures import MetricSums
-from ml_api.stats.results import experiment_results
+from ml_api.stats.results import MetricSums, experiment_results
 
 
 def experiment(n_variants=2, **config):

@@ -28,20 +28,11 @@ from ml_api.records.schema import (
     VariantCounter,
     VariantMetric,
 )
+from ml_api.stats.results import MetricSums
 
 
 def shard_of(uid: str) -> int:
     return zlib.crc32(uid.encode("utf-8")) % SHARDS
-
-
-@dataclass(frozen=True)
-class MetricSums:
-    """A variant's counters for one metric, summed over its shards."""
-
-    users: int = 0          # users whose total is positive (converting uids)
-    events: int = 0
-    total: float = 0.0      # sum over users of their total
-    total_sq: float = 0.0   # sum over users of their total squared
 
 
 @dataclass(frozen=True)

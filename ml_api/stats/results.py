@@ -7,12 +7,23 @@ control; the fixed-horizon p-values are reported for information only.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from scipy import stats
 
 from ml_api.experiments.values import Experiment
-from ml_api.records.exposures import MetricSums
 from ml_api.stats import inference as st
+
+
+@dataclass(frozen=True)
+class MetricSums:
+    """A variant's counters for one metric, summed over its shards."""
+
+    users: int = 0          # users whose total is positive (converting uids)
+    events: int = 0
+    total: float = 0.0      # sum over users of their total
+    total_sq: float = 0.0   # sum over users of their total squared
+
 
 SRM_THRESHOLD = 0.001
 POWER = 0.8
