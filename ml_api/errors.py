@@ -106,6 +106,13 @@ class AssignmentUnconfirmed(StorageUnavailable):
     """Neither Redis nor the database can tell a uid's group, and the hash may not give the
     group it was first given (the weights changed since the start, or a strategy sets them)."""
 
+def with_event_fields(exc: Exception, **fields) -> Exception:
+    """Attach what was known when `exc` was raised (experiment, group, model), for the failed
+    request's event; None says "not known yet", e.g. no group before the assignment."""
+    exc.event_fields = fields
+    return exc
+
+
 class ModelIntegrityError(Exception):
     """A model artifact is missing or does not match the sha256 recorded in the manifest."""
 

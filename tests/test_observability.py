@@ -1,5 +1,6 @@
 """Request events reach real TCP/UDP listeners from gunicorn with 2 workers; a dead or stalled
 Logstash never fails or blocks a request; /metrics adds up both workers."""
+import json
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -65,9 +66,11 @@ def test_events_reach_a_real_listener_with_the_documented_fields(real_settings, 
     assert len(feedback) == 20 and all(e["status"] == 202 and e["group"] for e in feedback)
     errors = [e for e in events if e.get("error_code")]
     assert errors and errors[0]["status"] == 422 and errors[0]["error_code"] == "invalid_features"
-    assert "experiment" not in errors[0] and "group" not in errors[0]
-    # an event names what is known: no field is null (feedback gave no experiment name)
-    assert all(None not in event.values() for event in events)
+    assert errors[0]["experiment"] == "demo" and errors[0]["group"] is None  # not assigned
+    # a served request's event names what is known: no field is null (feedback gave no
+    # experiment name); only an error says "no group yet" with a null
+    assert all(None not in event.values() for event in events if not event.get("error_code"))
+    assert all(event["first_exposure"] for event in predictions)  # 60 new consumers
 
 
 @pytest.mark.parametrize("failure", ["unreachable", "stalled"])
@@ -184,3 +187,63 @@ def test_request_threads_publish_events_and_only_a_waiting_drain_updates_prometh
     assert predict_requests_counted() == before + observability.PUBLISH_BATCH
     app.wsgi_app.drain()  # counted once, not again
     assert predict_requests_counted() == before + observability.PUBLISH_BATCH
+
+
+def test_error_events_carry_the_experiment_and_the_group_where_it_was_known(
+        models_dir, mysql_url, tmp_path, monkeypatch):
+    """A model failure after the assignment names the group and model; a database outage
+    that leaves a uid's group unknown names the experiment with a null group; a consumer's
+    first exposure is marked, so rates can be computed from the events alone."""
+    from ml_api.settings import Settings
+    from ml_api.wiring import init_database
+    from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER
+    from tests.listeners import TcpProxy
+
+    proxy = TcpProxy(MYSQL_PORT, MYSQL_HOST)
+    database = mysql_url.rsplit("/", 1)[1]
+    settings = Settings(
+        database_url=f"mysql+pymysql://{MYSQL_USER}:{MYSQL_PASSWORD}@127.0.0.1:{proxy.port}/"
+                     f"{database}", models_dir=models_dir, admin_token="t",
+        spool_path=tmp_path / "spool.sqlite3", supervisor_interval_seconds=0)
+    init_database(settings)
+    app = create_app(settings)
+    services = app.extensions["ml_api"]
+    sent = []
+
+    class Collect:  # stands where the Logstash transport would
+        def send(self, lines, use_logging=False):
+            sent.extend(json.loads(line) for line in lines)
+
+    services.request_events.shipper.transport = Collect()
+    client = app.test_client()
+    try:
+        def predict(features):
+            return client.post("/predict", json={"uid": "known", "features": features})
+
+        answer = predict(FEATURES).json
+        assert predict(FEATURES).status_code == 200
+        assert predict([1]).status_code == 422
+        model = services.registry.get(f"{answer['model']['name']}@{answer['model']['version']}")
+
+        def broken(row):
+            raise RuntimeError("a bug in the model")
+
+        monkeypatch.setattr(model, "predict", broken)
+        assert predict(FEATURES).status_code == 500
+        proxy.cut()
+        assert client.post("/feedback", json={"uid": "stranger"}).status_code == 503
+    finally:
+        proxy.close()
+    assert services.request_events.shipper.flush()
+    events = [e for e in sent if e["event_type"] == "request"]
+    first, again, invalid, model_failed, outage = events
+    assert first["first_exposure"] is True and again["first_exposure"] is False
+    assert first["group"] == again["group"] == answer["group"]
+    assert invalid["error_code"] == "invalid_features"
+    assert invalid["experiment"] == "demo" and "group" in invalid and invalid["group"] is None
+    assert model_failed["error_code"] == "model_error" and model_failed["status"] == 500
+    assert model_failed["group"] == answer["group"]
+    assert (model_failed["model_name"], model_failed["model_version"]) == (
+        answer["model"]["name"], answer["model"]["version"])
+    assert outage["status"] == 503 and outage["endpoint"] == "/feedback"
+    assert outage["experiment"] == "demo" and "group" in outage and outage["group"] is None

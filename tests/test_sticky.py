@@ -107,7 +107,8 @@ def test_database_outage_assigns_provisionally_and_confirms_later(real_settings,
                                        200, 3600)
     dead_store = ExposureStore(make_engine("mysql+pymysql://root@127.0.0.1:1/none"))
     during = StickyAssigner(InProcessAssignmentCache(), redis_cache, dead_store)
-    group = during.assign(demo, "during-outage")
+    group, first = during.assign(demo, "during-outage")
+    assert first  # this call gave the uid its group, though only provisionally
     key = f"{real_settings.redis_prefix}assign:{demo.id}:during-outage"
     assert redis_client.get(key) == group + "*"  # provisional: not confirmed by the database
 
@@ -116,6 +117,6 @@ def test_database_outage_assigns_provisionally_and_confirms_later(real_settings,
     services.store.set_weights(demo.id, {group: 0, other: 100})
     demo = create_app(real_settings).extensions["ml_api"].catalog.get("demo")
     after = StickyAssigner(InProcessAssignmentCache(), redis_cache, services.exposures)
-    assert after.assign(demo, "during-outage") == group
+    assert after.assign(demo, "during-outage") == (group, False)
     assert services.exposures.find_exposure(demo.id, "during-outage") == group
     assert redis_client.get(key) == group

@@ -46,12 +46,13 @@ class StickyAssigner:
         self._store = store
         self._spool = spool
 
-    def assign(self, experiment: Experiment, uid: str) -> str:
-        """The variant name of this uid in this (running) experiment."""
+    def assign(self, experiment: Experiment, uid: str) -> tuple[str, bool]:
+        """The variant name of this uid in this (running) experiment, and whether this call
+        gave the uid its first group (its first exposure)."""
         known = self._local.get(experiment.id, uid)
         if known is not None:
             _MEMORY_HIT.inc()
-            return known
+            return known, False
         _MEMORY_MISS.inc()
         shared = self._shared_get(experiment, uid)
         if self._shared is not None:
@@ -59,7 +60,7 @@ class StickyAssigner:
         if shared is not None:
             if not shared.endswith(PROVISIONAL):
                 self._local.put(experiment.id, uid, shared)
-                return shared
+                return shared, False
             provisional = shared[:-1]
         else:
             provisional = None
@@ -85,12 +86,13 @@ class StickyAssigner:
             return None  # a variant that no longer exists: decide again
         return value
 
-    def _assign_on_miss(self, experiment: Experiment, uid: str, provisional: str | None) -> str:
+    def _assign_on_miss(self, experiment: Experiment, uid: str,
+                        provisional: str | None) -> tuple[str, bool]:
         candidate = provisional or experiment.variants[
             choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
         try:
-            durable = self._store.record_exposure(experiment.id, uid, candidate,
-                                                 experiment.shares)
+            durable, first = self._store.record_exposure(experiment.id, uid, candidate,
+                                                        experiment.shares)
         except StorageUnavailable as exc:
             if provisional is None and not experiment.hash_gives_first_groups:
                 raise AssignmentUnconfirmed(
@@ -99,7 +101,7 @@ class StickyAssigner:
             claimed = self._claim_provisionally(experiment, uid, candidate)
             if self._spool is not None:
                 self._spool.add_exposure(experiment.id, uid, claimed, experiment.shares)
-            return claimed
+            return claimed, provisional is None and claimed == candidate
         self._local.put(experiment.id, uid, durable)
         if self._shared is not None:
             try:
@@ -109,7 +111,8 @@ class StickyAssigner:
                     self._shared.put(experiment.id, uid, durable)
             except CacheUnavailable:
                 pass
-        return durable
+        # A provisional group's first exposure was marked when it was given, not now.
+        return durable, first and provisional is None
 
     def _claim_provisionally(self, experiment: Experiment, uid: str, candidate: str) -> str:
         if self._shared is None:

@@ -38,7 +38,8 @@ def create_api(services: Services) -> Blueprint:
         fields.update(request_id=result.request_id, experiment=result.experiment,
                       group=result.group, model_name=result.model_name,
                       model_version=result.model_version,
-                      model_latency_ms=round_ms(result.model_latency_ms))
+                      model_latency_ms=round_ms(result.model_latency_ms),
+                      first_exposure=result.first_exposure)
         body = result.to_dict()
         body["latency_ms"] = round_ms((time.perf_counter() - started) * 1000)
         return json_response(body)

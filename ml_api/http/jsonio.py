@@ -70,13 +70,13 @@ def _http_error_code(exc: HTTPException) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        note_error(exc.code)
+        note_error(exc.code, getattr(exc, "event_fields", None))
         return json_response(exc.to_dict(), exc.status)
 
     @app.errorhandler(BackendUnavailable)
     def _backend_unavailable(exc: BackendUnavailable):
         log.error("backend unavailable: %s", exc)
-        note_error("backend_unavailable")
+        note_error("backend_unavailable", getattr(exc, "event_fields", None))
         return json_response({"error": "backend_unavailable",
                               "message": "a backing service is unavailable; retry shortly"}, 503)
 

@@ -46,8 +46,13 @@ def event_fields(current: Request | None = None) -> dict:
     return (current or request).environ.setdefault(FIELDS_KEY, {})
 
 
-def note_error(code: str) -> None:
-    log_fields(**{ERROR_KEY: code})
+def note_error(code: str, known: dict | None = None) -> None:
+    """The error code of this request's event, and what the error says was known when it
+    was raised (its `event_fields`): there a None is kept, as null, e.g. for no group."""
+    fields = event_fields()
+    if known:
+        fields.update(known)
+    fields[ERROR_KEY] = code
 
 
 class RequestObserver:

@@ -100,8 +100,9 @@ class ExposureStore:
 
     @retrying()
     def record_exposure(self, experiment_id: int, uid: str, variant: str,
-                        shares: dict[str, float] | None = None) -> str:
-        """Record the first exposure; returns the variant held durably for this uid.
+                        shares: dict[str, float] | None = None) -> tuple[str, bool]:
+        """Record the first exposure; returns the variant held durably for this uid, and
+        whether this call recorded it.
 
         The unique key (experiment_id, uid) makes the database the final arbiter: if another
         worker or replica recorded this uid first, its variant is returned instead. `shares`
@@ -117,12 +118,12 @@ class ExposureStore:
                 conn.execute(INSERT_EXPOSURE, {"experiment_id": experiment_id, "uid": uid,
                                                "variant": variant, "first_seen": utcnow()})
                 conn.execute(counter_update(len(shares)), counted)
-            return variant
+            return variant, True
         except IntegrityError:
             existing = self.find_exposure(experiment_id, uid)
             if existing is None:
                 raise StorageUnavailable("exposure insert conflicted but no row was found")
-            return existing
+            return existing, False
 
     def find_exposure(self, experiment_id: int, uid: str) -> str | None:
         with translated("reading an exposure"), self.engine.connect() as conn:

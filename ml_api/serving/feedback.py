@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ml_api.assignment.sticky import StickyAssigner
-from ml_api.errors import StorageUnavailable, UnknownAssignment
+from ml_api.errors import StorageUnavailable, UnknownAssignment, with_event_fields
 from ml_api.experiments.catalog import ExperimentCatalog
 from ml_api.records.exposures import ExposureStore, OutcomeReceipt
 from ml_api.records.spool import Spool
@@ -22,19 +22,21 @@ class OutcomeService:
         self._spool = spool
 
     def record(self, request: FeedbackRequest) -> tuple[str, OutcomeReceipt]:
+        """(the experiment's name, what became of the outcome). An error carries the
+        experiment and a null group for its event: the uid's group was not known."""
         experiment = self._catalog.get(request.experiment or self._default_experiment)
         try:
             receipt = self._exposures.record_outcome(experiment.id, request.uid,
                                                      request.metric, request.value,
                                                      request.event_id)
-        except (UnknownAssignment, StorageUnavailable):
+        except (UnknownAssignment, StorageUnavailable) as exc:
             # The exposure is not in the database: assigned during an outage, it may still
             # wait in a spool (this host's or another's), or the database is down. If the
             # caches know the uid's group, the outcome waits in this host's durable spool;
             # otherwise it cannot be checked (404, or 503 while the database is down).
             group = self._assigner.known_group(experiment, request.uid)
             if group is None:
-                raise
+                raise with_event_fields(exc, experiment=experiment.name, group=None)
             self._spool.add_outcome(experiment.id, request.uid, request.metric, request.value,
                                     request.event_id)
             receipt = OutcomeReceipt(group, duplicate=False, queued=True)

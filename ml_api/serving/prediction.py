@@ -7,7 +7,14 @@ import time
 from typing import NamedTuple
 
 from ml_api.assignment.sticky import StickyAssigner
-from ml_api.errors import AssignmentUnconfirmed, ModelFailure, ServiceUnavailable
+from ml_api.errors import (
+    ApiError,
+    AssignmentUnconfirmed,
+    BackendUnavailable,
+    ModelFailure,
+    ServiceUnavailable,
+    with_event_fields,
+)
 from ml_api.experiments.catalog import ExperimentCatalog
 from ml_api.experiments.shadow import ShadowRunner
 from ml_api.experiments.traffic import TrafficRecorder
@@ -30,6 +37,7 @@ class PredictionResult(NamedTuple):
     score: float | None
     model_latency_ms: float
     in_experiment: bool = True  # False: not running, everyone gets the serving variant
+    first_exposure: bool = False  # this request gave the uid its group (for the event only)
 
     def to_dict(self) -> dict:
         return {
@@ -49,56 +57,73 @@ class PredictionService:
 
     def __init__(self, catalog: ExperimentCatalog, assigner: StickyAssigner,
                  registry: ModelRegistry, default_experiment: str, shadow: ShadowRunner,
-                 health: TrafficRecorder):
+                 traffic: TrafficRecorder):
         self._catalog = catalog
         self._assigner = assigner
         self._registry = registry
         self._default_experiment = default_experiment
         self._shadow = shadow
-        self._health = health
+        self._traffic = traffic
 
     def predict(self, request: PredictRequest) -> PredictionResult:
+        """The prediction for this request. An error carries what its event can say
+        (`event_fields`): the experiment, and the group and model once they were chosen."""
+        try:
+            return self._predict(request)
+        except (ApiError, BackendUnavailable) as exc:
+            if not hasattr(exc, "event_fields"):  # failed before a group was chosen
+                with_event_fields(exc, experiment=request.experiment or self._default_experiment,
+                                  group=None)
+            raise
+
+    def _predict(self, request: PredictRequest) -> PredictionResult:
         started = time.perf_counter()
         experiment = self._catalog.get(request.experiment or self._default_experiment)
-        running = experiment.is_running
+        running, first = experiment.is_running, False
         # Validate against the control's features before anything is assigned or stored.
-        row = feature_row(request.features, self._model(experiment.control.model_key)
-                          .spec.feature_names)
+        row = feature_row(request.features, self._model(experiment.control.model_key,
+                                                        experiment.name).spec.feature_names)
         if running:
             try:
-                variant = experiment.variant(self._assigner.assign(experiment, request.uid))
+                name, first = self._assigner.assign(experiment, request.uid)
+                variant = experiment.variant(name)
             except AssignmentUnconfirmed:  # served as outside the experiment; nothing recorded
                 variant, running = experiment.serving_variant, False
         else:
             variant = experiment.serving_variant
-        model = self._model(variant.model_key)
+        model = self._model(variant.model_key, experiment.name, variant.name)
         model_started = time.perf_counter()
         try:
             prediction, score = model.predict(row)
         except Exception as exc:  # a model bug must not look like a client error
             log.exception("model %s failed", model.spec.key)
             if running:
-                self._health.record(experiment.id, variant.name,
-                                    (time.perf_counter() - started) * 1000, error=True)
-            raise ModelFailure(f"model {model.spec.key} failed to predict") from exc
+                self._traffic.record(experiment.id, variant.name,
+                                     (time.perf_counter() - started) * 1000, error=True)
+            raise with_event_fields(
+                ModelFailure(f"model {model.spec.key} failed to predict"),
+                experiment=experiment.name, group=variant.name, model_name=model.spec.name,
+                model_version=model.spec.version) from exc
         done = time.perf_counter()
         spec = model.spec
         result = PredictionResult(
             # 128 random bits without a syscall (random is reseeded in every forked worker).
             f"{random.getrandbits(128):032x}", experiment.name, variant.name, spec.name,
-            spec.version, prediction, score, (done - model_started) * 1000, running)
+            spec.version, prediction, score, (done - model_started) * 1000, running, first)
         if running:
             # Latency per variant for the canary guards and the results page.
-            self._health.record(experiment.id, variant.name, (done - started) * 1000,
-                                error=False)
+            self._traffic.record(experiment.id, variant.name, (done - started) * 1000,
+                                 error=False)
             if experiment.strategy == "shadow":
                 self._shadow.submit(experiment, request.uid, result.request_id, row, {
                     "primary_variant": variant.name, "primary_prediction": prediction,
                     "primary_score": score, "primary_ms": result.model_latency_ms})
         return result
 
-    def _model(self, key: str):
+    def _model(self, key: str, experiment: str | None = None, group: str | None = None):
         model = self._registry.get(key)
         if model is None:
-            raise ServiceUnavailable(f"model {key} is not loaded in this process")
+            raise with_event_fields(
+                ServiceUnavailable(f"model {key} is not loaded in this process"),
+                experiment=experiment, group=group)
         return model
