@@ -71,7 +71,8 @@ def objects() -> list[dict]:
                         "metrics": [{"id": "ratio", "type": "filter_ratio", "metric_agg": "count",
                                      "numerator": {"query": "status >= 500",
                                                    "language": "kuery"},
-                                     "denominator": {"query": "*", "language": "kuery"}}]}],
+                                     "denominator": {"query": "event_type : \"request\"",
+                                                     "language": "kuery"}}]}],
         }, view=None)
     conversions = visualization(
         "ml-api-conversions", "Conversions per group over time", "histogram",

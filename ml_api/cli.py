@@ -54,7 +54,7 @@ def _register_model(args, settings: Settings) -> int:
 def _services(settings: Settings):
     from ml_api.wiring import build_services
 
-    return build_services(settings)
+    return build_services(settings, ship_actions=bool(settings.logstash_host))
 
 
 def _print(value) -> None:
@@ -65,7 +65,8 @@ def _experiments(args, settings: Settings) -> int:
     """The admin API's operations, from a terminal (same service, same audit log)."""
     from ml_api.errors import ApiError
 
-    admin = _services(settings).admin
+    services = _services(settings)
+    admin = services.admin
     actor = f"cli:{os.environ.get('USER', 'unknown')}"
     body = json.loads(Path(args.file).read_text()) if getattr(args, "file", None) else None
     operations = {
@@ -85,6 +86,8 @@ def _experiments(args, settings: Settings) -> int:
     except ApiError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
+    finally:
+        services.request_events.shipper.wait_sent(5)  # the change's event, to Logstash
     return 0
 
 
@@ -123,6 +126,7 @@ def _supervise(args, settings: Settings) -> int:
     services = _services(settings)
     for action in services.supervisor.tick():
         print(action)
+    services.request_events.shipper.wait_sent(5)
     return 0
 
 

@@ -116,8 +116,10 @@ def build_request_events(settings: Settings) -> RequestEvents:
     return events
 
 
-def build_services(settings: Settings) -> Services:
-    """Load verified models and connect to the cache and database (call once per process)."""
+def build_services(settings: Settings, ship_actions: bool = True) -> Services:
+    """Load verified models and connect to the cache and database (call once per process).
+    `ship_actions`: send an event for every change to an experiment (off for a terminal
+    command without Logstash: its events would go to its own standard output)."""
     registry = ModelRegistry.load(settings.models_dir)
     engine = make_engine(settings.effective_database_url)
     if not schema_is_current(engine):
@@ -136,7 +138,9 @@ def build_services(settings: Settings) -> Services:
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
                               cache, exposures, spool)
     shadow, traffic = ShadowRunner(registry, shadow_records), TrafficRecorder(TrafficStore(engine))
-    admin = ExperimentAdmin(store, exposures, shadow_records, registry, catalog)
+    request_events = build_request_events(settings)
+    admin = ExperimentAdmin(store, exposures, shadow_records, registry, catalog,
+                            on_action=request_events.action if ship_actions else None)
     return Services(
         settings=settings, registry=registry, store=store, exposures=exposures,
         shadow_records=shadow_records, cache=cache, catalog=catalog, assigner=assigner,
@@ -146,7 +150,7 @@ def build_services(settings: Settings) -> Services:
                                 spool),
         admin=admin, shadow=shadow, traffic=traffic,
         supervisor=ExperimentSupervisor(store, exposures, admin, traffic, spool=spool),
-        request_events=build_request_events(settings), spool=spool, relay=relay,
+        request_events=request_events, spool=spool, relay=relay,
     )
 
 

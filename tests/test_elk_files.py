@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from ml_api import create_app
+from tests.conftest import ADMIN_TOKEN
 from tests.helpers import FEATURES, ROOT
 
 KIBANA = ROOT / "kibana"
@@ -118,6 +119,9 @@ def emitted(embedded_settings):
     client.post("/predict", json={"uid": "u", "features": FEATURES})
     client.post("/feedback", json={"uid": "u", "event_id": "e1"})
     client.post("/predict", json={"uid": "u", "features": [1]})
+    token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert client.post("/experiments/demo/promote", json={"variant": "control"},
+                       headers=token).status_code == 200
     assert events.shipper.flush()  # the requests' events (and their latency window)
     events.emit_latency_summary()
     assert events.shipper.flush()
@@ -126,7 +130,7 @@ def emitted(embedded_settings):
 
 def test_every_emitted_field_is_mapped(emitted):
     kinds = {e["event_type"] for e in emitted}
-    assert kinds == {"request", "metric"}
+    assert kinds == {"request", "metric", "action"}
     for event in emitted:
         index = "ml-api-metrics-x" if event["event_type"] == "metric" else "ml-api-requests-x"
         assert set(event) <= mapped(template_for(index)), set(event) - mapped(

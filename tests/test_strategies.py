@@ -1,5 +1,6 @@
 """Bandits, shadow and canary: the pure weight functions, then each strategy end to end on the
 real Redis + MariaDB (and the embedded default) through the services."""
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -145,6 +146,9 @@ def test_canary_rolls_back_when_the_challenger_crosses_a_latency_guard(services)
 
 def test_auto_stop_on_the_sequential_decision_and_on_max_duration(services):
     from ml_api.experiments.supervisor import ExperimentSupervisor
+    shipped = []  # the events, where the Logstash transport would take them
+    services.request_events.shipper.transport.send = (
+        lambda lines, use_logging=False: shipped.extend(json.loads(line) for line in lines))
     services.admin.create({"name": "auto", "variants": TWO, "auto_stop": True,
                            "min_sample_size": 100, "mde": 0.1}, "t")
     services.admin.create({"name": "timed", "variants": TWO, "auto_stop": True,
@@ -168,3 +172,10 @@ def test_auto_stop_on_the_sequential_decision_and_on_max_duration(services):
         entry = services.admin.audit(name)[-1]
         assert entry["action"] == "stop" and entry["actor"] == "supervisor"
         assert entry["after"]["reason"]
+    # ... and each stop is an action event with its reason, for Kibana's annotations
+    assert services.request_events.shipper.flush()
+    stops = {e["experiment"]: e for e in shipped
+             if e["event_type"] == "action" and e["action"] == "stop"}
+    assert set(stops) == {"auto", "timed"}
+    assert stops["timed"]["reason"] == "max_duration_hours (1) reached"
+    assert stops["auto"]["actor"] == "supervisor"

@@ -5,6 +5,8 @@ compare-and-set on the experiment's version with its audit entry in the same tra
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from ml_api.errors import (
     DuplicateExperiment,
     IllegalTransition,
@@ -49,14 +51,15 @@ class ExperimentAdmin:
     stop, promote, read results and the audit log."""
 
     def __init__(self, store: ExperimentStore, exposures: ExposureStore,
-                 shadow_records: ShadowStore,
-                 registry: ModelRegistry,
-                 catalog: ExperimentCatalog):
+                 shadow_records: ShadowStore, registry: ModelRegistry,
+                 catalog: ExperimentCatalog, on_action: Callable[..., None] | None = None):
+        """`on_action(experiment=, action=, actor=, reason=, ...)` hears of every change."""
         self._store = store
         self._exposures = exposures
         self._shadow_records = shadow_records
         self._registry = registry
         self._catalog = catalog
+        self._on_action = on_action
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -129,7 +132,7 @@ class ExperimentAdmin:
             spec["name"], variants, status=DRAFT, salt=spec["salt"], strategy=spec["strategy"],
             metric=spec["metric"], config=config, actor=actor,
             audit_after={k: v for k, v in spec.items() if k != "settings"} | {"config": config})
-        return self._changed(spec["name"])
+        return self._changed(spec["name"], "create", actor)
 
     def patch(self, name: str, body, actor: str) -> dict:
         experiment = self._load(name)
@@ -158,7 +161,7 @@ class ExperimentAdmin:
         after = {"weights": new_weights, "settings": settings}
         self._store.update_experiment(experiment, actor=actor, action="update", before=before,
                                       after=after, columns={"config": config}, weights=weights)
-        return self._changed(name)
+        return self._changed(name, "update", actor)
 
     def transition(self, name: str, action: str, actor: str, reason: str | None = None) -> dict:
         experiment = self._load(name)
@@ -176,7 +179,7 @@ class ExperimentAdmin:
         self._store.update_experiment(
             experiment, actor=actor, action=action, before={"status": experiment.status},
             after=after, columns=columns)
-        return self._changed(name)
+        return self._changed(name, action, actor, reason)
 
     def set_canary_step(self, name: str, step: int, now, actor: str) -> dict:
         experiment = self._load(name)
@@ -188,7 +191,7 @@ class ExperimentAdmin:
             before={"canary_step": experiment.config.get("canary_step", 0)},
             after={"canary_step": step, "challenger_percent": percent},
             columns={"config": config})
-        return self._changed(name)
+        return self._changed(name, "canary_step", actor, f"challenger at {percent}%")
 
     def promote(self, name: str, body, actor: str, reason: str | None = None,
                 action: str = "promote") -> dict:
@@ -206,9 +209,13 @@ class ExperimentAdmin:
             experiment, actor=actor, action=action,
             before={"status": experiment.status, "default_variant": experiment.default_variant},
             after=after, columns={"status": STOPPED, "default_variant": variant})
-        return self._changed(name)
+        return self._changed(name, action, actor, reason, variant=variant)
 
-    def _changed(self, name: str) -> dict:
+    def _changed(self, name: str, action: str, actor: str, reason: str | None = None,
+                 **details) -> dict:
         self._catalog.changed()  # every worker of this host sees it on its next request
+        if self._on_action is not None:  # the audit log holds it durably; this tells Kibana
+            self._on_action(experiment=name, action=action, actor=actor, reason=reason,
+                            **details)
         return self.get(name)
 

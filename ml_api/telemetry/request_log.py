@@ -140,3 +140,13 @@ class RequestEvents:
                 "window_seconds": round(window, 3), "latency_p50_ms": round(pick(0.50), 3),
                 "latency_p95_ms": round(pick(0.95), 3), "latency_p99_ms": round(pick(0.99), 3),
             })
+
+    def action(self, *, experiment: str, action: str, actor: str, reason: str | None = None,
+               **details) -> None:
+        """One `action` event: a change to an experiment (create, start, ramp, promote,
+        auto-stop, canary step or rollback), who made it and why."""
+        event = {"@timestamp": utc_timestamp(), "event_type": "action", "service": "ml_api",
+                 "experiment": experiment, "action": action, "actor": actor, **details}
+        if reason:
+            event["reason"] = reason
+        self.shipper.emit(event)
