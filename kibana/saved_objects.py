@@ -12,6 +12,7 @@ from pathlib import Path
 
 OUTPUT = Path(__file__).with_name("ml_api.ndjson")
 REQUESTS, METRICS = "ml-api-requests", "ml-api-metrics"
+PARSE_FAILURES = "ml-api-parse-failures"  # lines Logstash could not read as JSON
 MIGRATION = {"visualization": "7.10.0"}
 
 
@@ -104,7 +105,8 @@ def objects() -> list[dict]:
         "references": [{"name": f"panel_{i}", "type": "visualization", "id": p["id"]}
                        for i, p in enumerate(panels)],
     }
-    return [data_view(REQUESTS), data_view(METRICS), *panels, dashboard]
+    return [data_view(REQUESTS), data_view(METRICS), data_view(PARSE_FAILURES), *panels,
+            dashboard]
 
 
 def render() -> str:

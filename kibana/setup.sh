@@ -1,10 +1,28 @@
 #!/bin/sh
-# One-shot: wait for Kibana, then import the saved objects (data views, visualizations,
-# dashboard). Idempotent: overwrite=true replaces objects with the same ids.
+# One-shot: install the events' retention policy in Elasticsearch (the index templates name
+# it), wait for Kibana, then import the saved objects (data views, visualizations,
+# dashboard). Idempotent: the policy is replaced, and overwrite=true replaces objects with
+# the same ids.
 set -eu
 KIBANA_URL="${KIBANA_URL:-http://kibana:5601}"
 SAVED_OBJECTS="${SAVED_OBJECTS:-/setup/ml_api.ndjson}"
 WAIT_SECONDS="${WAIT_SECONDS:-300}"
+ELASTICSEARCH_URL="${ELASTICSEARCH_URL:-http://elasticsearch:9200}"
+RETENTION_POLICY="${RETENTION_POLICY:-/ilm/ml-api-retention.json}"
+RETENTION_DAYS="${RETENTION_DAYS:-14}"
+
+case "$RETENTION_DAYS" in
+  ''|*[!0-9]*) echo "RETENTION_DAYS must be a whole number of days" >&2; exit 1 ;;
+esac
+policy=$(sed "s/\${RETENTION_DAYS}/$RETENTION_DAYS/" "$RETENTION_POLICY")
+status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
+  "$ELASTICSEARCH_URL/_ilm/policy/ml-api-retention" \
+  -H 'Content-Type: application/json' --data "$policy" || true)
+if [ "$status" != "200" ]; then
+  echo "installing the retention policy failed (HTTP $status)" >&2
+  exit 1
+fi
+echo "retention policy installed: events are deleted after $RETENTION_DAYS days"
 
 echo "waiting for Kibana at $KIBANA_URL (up to ${WAIT_SECONDS}s)"
 waited=0

@@ -9,6 +9,7 @@ import subprocess
 import threading
 
 import pytest
+import yaml
 
 from ml_api import create_app
 from tests.conftest import ADMIN_TOKEN
@@ -48,7 +49,7 @@ def test_committed_ndjson_is_what_the_generator_writes():
 
 def test_pipeline_indices_match_a_template_and_a_data_view():
     indices = re.findall(r'index => "([^"]+)"', PIPELINE)
-    assert len(indices) == 2
+    assert len(indices) == 3
     for index in indices:
         concrete = index.replace("%{+YYYY.MM.dd}", "2026.11.22")
         template = template_for(concrete)
@@ -138,14 +139,23 @@ def test_every_emitted_field_is_mapped(emitted):
 
 
 class FakeKibana(http.server.BaseHTTPRequestHandler):
-    """Kibana's two endpoints that setup.sh uses, answering as Kibana 8 documents them."""
+    """Kibana's two endpoints that setup.sh uses, answering as Kibana 8 documents them, and
+    Elasticsearch's ILM policy endpoint."""
     status_calls = 0
     imports: list[dict] = []
+    policies: list[dict] = []
 
     def do_GET(self):
         type(self).status_calls += 1
         self.send_response(200 if self.status_calls > 2 else 503)  # not ready at first
         self.end_headers()
+
+    def do_PUT(self):  # Elasticsearch's ILM policy API, on the same fake server
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).policies.append({"path": self.path, "body": json.loads(body)})
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"acknowledged":true}')
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -165,7 +175,9 @@ class FakeKibana(http.server.BaseHTTPRequestHandler):
 def test_setup_script_waits_for_kibana_then_imports_idempotently():
     server = http.server.HTTPServer(("127.0.0.1", 0), FakeKibana)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {"KIBANA_URL": f"http://127.0.0.1:{server.server_port}",
+    url = f"http://127.0.0.1:{server.server_port}"
+    env = {"KIBANA_URL": url, "ELASTICSEARCH_URL": url, "RETENTION_DAYS": "7",
+           "RETENTION_POLICY": str(LOGSTASH / "ilm" / "ml-api-retention.json"),
            "SAVED_OBJECTS": str(KIBANA / "ml_api.ndjson"), "WAIT_SECONDS": "30",
            "PATH": "/usr/bin:/bin"}
     try:
@@ -177,7 +189,37 @@ def test_setup_script_waits_for_kibana_then_imports_idempotently():
         server.shutdown()
     assert FakeKibana.status_calls >= 3
     assert len(FakeKibana.imports) == 2
+    assert [p["path"] for p in FakeKibana.policies] == ["/_ilm/policy/ml-api-retention"] * 2
+    assert FakeKibana.policies[0]["body"]["policy"]["phases"]["delete"]["min_age"] == "7d"
     for call in FakeKibana.imports:
         assert call["path"] == "/api/saved_objects/_import?overwrite=true"
         assert call["xsrf"] == "true"
         assert (KIBANA / "ml_api.ndjson").read_bytes() in call["body"]
+
+
+def test_lines_that_are_not_json_go_to_their_own_mapped_index():
+    route = re.search(r'if "_jsonparsefailure" in \[tags\] \{(.*?)\n  \}', PIPELINE, re.S)
+    assert route, "parse failures are not routed"
+    [index] = re.findall(r'index => "([^"]+)"', route.group(1))
+    template = template_for(index.replace("%{+YYYY.MM.dd}", "2026.11.22"))
+    assert {"@timestamp", "message", "tags"} <= mapped(template)
+
+
+def test_every_index_is_deleted_after_the_retention_and_setup_installs_the_policy():
+    policy = json.loads((LOGSTASH / "ilm" / "ml-api-retention.json").read_text())
+    assert policy["policy"]["phases"]["delete"]["min_age"] == "${RETENTION_DAYS}d"
+    for name, template in TEMPLATES.items():
+        assert template["template"]["settings"]["index.lifecycle.name"] == "ml-api-retention", name
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    setup = compose["services"]["kibana-setup"]
+    assert "./logstash/ilm:/ilm:ro" in setup["volumes"]
+    assert setup["environment"]["RETENTION_POLICY"] == "/ilm/ml-api-retention.json"
+
+
+def test_logstash_keeps_accepted_events_on_a_volume_through_restarts():
+    settings = yaml.safe_load((LOGSTASH / "config" / "logstash.yml").read_text())
+    assert settings["queue.type"] == "persisted" and settings["dead_letter_queue.enable"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    volumes = compose["services"]["logstash"]["volumes"]
+    data = [v for v in volumes if v.split(":")[1] == "/usr/share/logstash/data"]
+    assert data and data[0].split(":")[0] in compose["volumes"]  # named: survives a recreate
