@@ -36,8 +36,10 @@ def test_a_fixed_horizon_significant_result_is_not_enough_to_decide():
     # p < 0.05 on the z-test, but the always-valid test has not crossed: keep running.
     results = experiment_results(experiment(), *conversions([(3000, 300), (3000, 350)]))
     comparison = results["comparisons"][0]
-    assert comparison["p_value"] < 0.05
+    assert comparison["fixed_horizon"]["p_value"] < 0.05
     assert comparison["sequential"]["p_value"] > 0.05
+    # the decision's own figures are the first a reader meets, before the fixed-horizon ones
+    assert list(comparison)[2:4] == ["lift", "sequential"]
     assert results["decision"]["outcome"] == "keep_running"
 
 

@@ -54,11 +54,11 @@ def test_conversion_results_match_statsmodels_and_a_recount(real_services):
     for comparison in results["comparisons"]:
         c, t = values["a"], values[comparison["variant"]]
         _, p = proportions_ztest([sum(t), sum(c)], [len(t), len(c)])
-        assert comparison["p_value"] == pytest.approx(p, abs=1e-9)
+        assert comparison["fixed_horizon"]["p_value"] == pytest.approx(p, abs=1e-9)
         raw_p.append(p)
     adjusted = multipletests(raw_p, method="holm")[1]
-    assert [c["p_value_adjusted"] for c in results["comparisons"]] == pytest.approx(
-        list(adjusted), abs=1e-12)
+    fixed = [c["fixed_horizon"]["p_value_adjusted"] for c in results["comparisons"]]
+    assert fixed == pytest.approx(list(adjusted), abs=1e-12)
     assert results["correction"] == "holm"
     experiment_id = real_services.catalog.get("abn").id
     exposures, sums = real_services.exposures.recount(experiment_id, "conversion")
@@ -80,9 +80,9 @@ def test_mean_metric_matches_scipy_welch_on_the_raw_values(real_services):
         assert by_name[name]["variance"] == pytest.approx(np.var(raw, ddof=1), rel=1e-9)
     welch = stats.ttest_ind(values["b"], values["a"], equal_var=False)
     comparison = results["comparisons"][0]
-    assert comparison["test"] == "welch_t"
-    assert comparison["p_value"] == pytest.approx(welch.pvalue, abs=1e-9)
-    assert comparison["absolute_lift"]["estimate"] == pytest.approx(
+    assert comparison["fixed_horizon"]["test"] == "welch_t"
+    assert comparison["fixed_horizon"]["p_value"] == pytest.approx(welch.pvalue, abs=1e-9)
+    assert comparison["lift"]["absolute"] == pytest.approx(
         np.mean(values["b"]) - np.mean(values["a"]), rel=1e-9)
 
 

@@ -51,5 +51,5 @@ def test_results_name_the_variation_with_the_higher_true_rate(real_settings, adm
     comparison = results["comparisons"][0]
     assert comparison["sequential"]["p_value_adjusted"] <= 0.05
     assert comparison["prob_to_beat_control"] > 0.99
-    low, high = comparison["sequential"]["ci"]
+    low, high = comparison["sequential"]["absolute_lift_ci"]
     assert low < 0.05 < high  # the always-valid interval covers the true difference

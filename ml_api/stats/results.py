@@ -68,13 +68,15 @@ def _comparison(control: dict, treatment: dict, experiment: Experiment) -> dict:
                                        est_t, treatment["variance"], treatment["exposures"])
         test, beat = "welch_t", None
     seq_p, seq_low, seq_high = st.msprt(diff, var_c + var_t, tau, alpha)
+    # The decision's own figures come first; the fixed-horizon ones are for information.
     return {
-        "absolute_lift": {"estimate": diff, "ci": [low, high]},
-        "relative_lift": None if relative is None else
-        {"estimate": relative[0], "ci": [relative[1], relative[2]]},
-        "test": test, "p_value": p_value, "prob_to_beat_control": beat,
+        "lift": {"absolute": diff, "relative": None if relative is None else relative[0]},
         "sequential": {"method": "mSPRT", "tau": tau, "p_value": seq_p,
-                       "ci": [seq_low, seq_high]},
+                       "absolute_lift_ci": [seq_low, seq_high]},
+        "fixed_horizon": {"test": test, "p_value": p_value, "absolute_lift_ci": [low, high],
+                          "relative_lift_ci": None if relative is None
+                          else [relative[1], relative[2]]},
+        "prob_to_beat_control": beat,
     }
 
 
@@ -106,10 +108,10 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
                   if summaries[n]["exposures"] > 1 and control["exposures"] > 1]
     comparisons = {n: _comparison(control, summaries[n], experiment) for n in comparable}
     if comparisons:
-        fixed_adj = st.holm([c["p_value"] for c in comparisons.values()])
+        fixed_adj = st.holm([c["fixed_horizon"]["p_value"] for c in comparisons.values()])
         seq_adj = st.holm([c["sequential"]["p_value"] for c in comparisons.values()])
         for comparison, f, s in zip(comparisons.values(), fixed_adj, seq_adj):
-            comparison["p_value_adjusted"] = f
+            comparison["fixed_horizon"]["p_value_adjusted"] = f
             comparison["sequential"]["p_value_adjusted"] = s
 
     srm_p = None if experiment.strategy == "shadow" else st.srm_pvalue(
@@ -146,9 +148,9 @@ def decide(experiment: Experiment, summaries: dict, comparisons: dict, srm_p: fl
                 "message": f"sample ratio mismatch (p = {srm_p:.2g}): do not trust these results"}
     significant = {n: c for n, c in comparisons.items()
                    if c["sequential"]["p_value_adjusted"] <= alpha}
-    better = {n: c for n, c in significant.items() if c["absolute_lift"]["estimate"] > 0}
+    better = {n: c for n, c in significant.items() if c["lift"]["absolute"] > 0}
     if better:
-        winner = max(better, key=lambda n: better[n]["absolute_lift"]["estimate"])
+        winner = max(better, key=lambda n: better[n]["lift"]["absolute"])
         return {"outcome": "winner", "winner": winner,
                 "message": f"{winner} wins against {control} (sequential test, Holm-adjusted)"}
     if significant and len(significant) == len(comparisons):
