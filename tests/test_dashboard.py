@@ -57,5 +57,18 @@ def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_head
     for line in whiskers:
         low, high = by_variant[line["data-variant"]]["conversion_rate_ci"]
         assert (float(line["data-low"]), float(line["data-high"])) == pytest.approx((low, high))
-    assert api["decision"]["message"] in "".join(parser.text)
+    text = "".join(parser.text)
+    assert api["decision"]["message"] in text
+    # sample-size progress, and the sample-ratio check with observed against expected shares
+    progress = next(a for tag, a in parser.found if "progress" in a.get("class", ""))
+    if api["sample_size"]["progress"] is None:
+        assert progress["data-progress"] == "" and "not known yet" in text
+    else:
+        assert float(progress["data-progress"]) == pytest.approx(api["sample_size"]["progress"])
+        assert f"of {api['sample_size']['per_variant']} per variant" in text
+    srm = next(a for tag, a in parser.found if tag == "table" and a.get("class") == "srm")
+    assert float(srm["data-p-value"]) == pytest.approx(api["srm"]["p_value"])
+    assert f"p = {api['srm']['p_value']:.4f}" in text
+    for name, variant in by_variant.items():
+        assert f"{100 * variant['exposures'] / 120:.1f}%" in text
     assert shot.returncode == 0 and (OUTPUT / "dashboard.png").stat().st_size > 10_000
