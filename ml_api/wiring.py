@@ -19,6 +19,7 @@ from ml_api.records.engine import make_engine, schema_is_current, upgrade_schema
 from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore
 from ml_api.records.shadow import ShadowStore
+from ml_api.records.snapshots import SnapshotStore
 from ml_api.records.spool import Spool
 from ml_api.records.traffic import TrafficStore
 from ml_api.serving.feedback import OutcomeService
@@ -139,8 +140,10 @@ def build_services(settings: Settings, ship_actions: bool = True) -> Services:
                               cache, exposures, spool)
     shadow, traffic = ShadowRunner(registry, shadow_records), TrafficRecorder(TrafficStore(engine))
     request_events = build_request_events(settings)
+    snapshots = SnapshotStore(engine)
     admin = ExperimentAdmin(store, exposures, shadow_records, registry, catalog,
-                            on_action=request_events.action if ship_actions else None)
+                            on_action=request_events.action if ship_actions else None,
+                            snapshots=snapshots)
     return Services(
         settings=settings, registry=registry, store=store, exposures=exposures,
         shadow_records=shadow_records, cache=cache, catalog=catalog, assigner=assigner,
@@ -149,7 +152,8 @@ def build_services(settings: Settings, ship_actions: bool = True) -> Services:
         outcomes=OutcomeService(catalog, exposures, settings.default_experiment, assigner,
                                 spool),
         admin=admin, shadow=shadow, traffic=traffic,
-        supervisor=ExperimentSupervisor(store, exposures, admin, traffic, spool=spool),
+        supervisor=ExperimentSupervisor(store, exposures, admin, traffic, spool=spool,
+                                        snapshots=snapshots),
         request_events=request_events, spool=spool, relay=relay,
     )
 

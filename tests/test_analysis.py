@@ -47,3 +47,24 @@ def test_progress_counts_the_smallest_arm():
     results = experiment_results(experiment(mde=0.02), *conversions([(1000, 100), (500, 50)]))
     required = results["sample_size"]["per_variant"]
     assert results["sample_size"]["progress"] == pytest.approx(500 / required)
+
+
+def test_the_last_point_of_the_effect_over_time_is_the_results_sequential_interval():
+    from datetime import datetime, timedelta
+
+    from ml_api.stats.results import effect_over_time
+
+    start = datetime(2026, 1, 1)
+    grown = []
+    for i in range(1, 6):
+        exposures, _, sums = conversions([(300 * i, 30 * i), (300 * i, 45 * i)])
+        grown.append((start + timedelta(minutes=i), exposures, sums))
+    points = effect_over_time(experiment(), grown)
+    results = experiment_results(experiment(), *conversions([(1500, 150), (1500, 225)]))
+    sequential = results["comparisons"][0]["sequential"]["absolute_lift_ci"]
+    assert points[-1]["ci"] == pytest.approx(sequential)
+    assert points[-1]["estimate"] == pytest.approx(results["comparisons"][0]["lift"]["absolute"])
+    assert [p["at"] for p in points] == [at.isoformat() for at, _, _ in grown]
+    # evenly thinned to at most max_points, the last snapshot always kept
+    thinned = effect_over_time(experiment(), grown, max_points=3)
+    assert [p["at"] for p in thinned] == [grown[i][0].isoformat() for i in (0, 2, 4)]

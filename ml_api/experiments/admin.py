@@ -27,8 +27,9 @@ from ml_api.records.engine import utcnow
 from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore
 from ml_api.records.shadow import ShadowStore
+from ml_api.records.snapshots import SnapshotStore
 from ml_api.serving.registry import ModelRegistry
-from ml_api.stats.results import experiment_results
+from ml_api.stats.results import effect_over_time, experiment_results
 from ml_api.validation import (
     PATCH_KEYS,
     parse_experiment_spec,
@@ -52,14 +53,17 @@ class ExperimentAdmin:
 
     def __init__(self, store: ExperimentStore, exposures: ExposureStore,
                  shadow_records: ShadowStore, registry: ModelRegistry,
-                 catalog: ExperimentCatalog, on_action: Callable[..., None] | None = None):
-        """`on_action(experiment=, action=, actor=, reason=, ...)` hears of every change."""
+                 catalog: ExperimentCatalog, on_action: Callable[..., None] | None = None,
+                 snapshots: SnapshotStore | None = None):
+        """`on_action(experiment=, action=, actor=, reason=, ...)` hears of every change;
+        `snapshots` are the counters over time that `history` reads."""
         self._store = store
         self._exposures = exposures
         self._shadow_records = shadow_records
         self._registry = registry
         self._catalog = catalog
         self._on_action = on_action
+        self._snapshots = snapshots
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -106,6 +110,13 @@ class ExperimentAdmin:
         if experiment.strategy == "shadow":
             results["shadow"] = self._shadow_report(experiment)
         return results
+
+    def history(self, name: str) -> list[dict]:
+        """Each challenger's effect and its always-valid interval at each counter snapshot."""
+        experiment = self._load(name)
+        if self._snapshots is None:
+            return []
+        return effect_over_time(experiment, self._snapshots.series(experiment.id))
 
     def _shadow_report(self, experiment: Experiment) -> list[dict]:
         report = []

@@ -26,6 +26,7 @@ from ml_api.experiments.values import Experiment
 from ml_api.records.engine import utcnow
 from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore
+from ml_api.records.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 ACTOR = "supervisor"
@@ -37,8 +38,10 @@ class ExperimentSupervisor:
 
     def __init__(self, store: ExperimentStore, exposures: ExposureStore, admin: ExperimentAdmin,
                  traffic: TrafficRecorder, clock: Callable[[], datetime] = utcnow,
-                 spool=None):
+                 spool=None, snapshots: SnapshotStore | None = None):
         self._spool = spool
+        self._snapshots = snapshots
+        self._snapshotted: dict[int, datetime] = {}  # the last minute this worker wrote
         self._store = store
         self._exposures = exposures
         self._admin = admin
@@ -59,6 +62,7 @@ class ExperimentSupervisor:
         for experiment in self._store.load_experiments():
             if not experiment.is_running:
                 continue
+            self._snapshot(experiment, now)
             try:
                 action = self._auto_stop(experiment, now)
                 if action is None and experiment.strategy == "canary":
@@ -69,6 +73,16 @@ class ExperimentSupervisor:
                 log.info("supervisor: %s: %s", experiment.name, action)
                 actions.append(f"{experiment.name}: {action}")
         return actions
+
+    def _snapshot(self, experiment: Experiment, now: datetime) -> None:
+        """The experiment's counters once a minute (the first worker to try writes them)."""
+        minute = now.replace(second=0, microsecond=0)
+        if self._snapshots is None or self._snapshotted.get(experiment.id) == minute:
+            return
+        exposures, _ = self._exposures.exposure_counters(experiment.id)
+        sums = self._exposures.metric_sums(experiment.id, experiment.metric)
+        self._snapshots.take(experiment.id, minute, exposures, sums)
+        self._snapshotted[experiment.id] = minute
 
     def _auto_stop(self, experiment: Experiment, now: datetime) -> str | None:
         if not experiment.setting("auto_stop"):

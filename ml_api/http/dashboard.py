@@ -32,6 +32,7 @@ def dashboard_data(store: ExperimentStore, admin: ExperimentAdmin,
     for experiment in sorted(store.load_experiments(), key=lambda e: e.name):
         results = admin.results(experiment.name)
         results["latency"] = latency_by_variant(traffic, experiment.id)
+        results["history"] = admin.history(experiment.name)
         pages.append(results)
     return pages
 

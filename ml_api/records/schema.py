@@ -130,6 +130,22 @@ class VariantMetric(Base):
     total_sq: Mapped[float] = mapped_column(DOUBLE)
 
 
+class CounterSnapshot(Base):
+    """A variant's counters at one minute, written by the supervisor: the history the
+    effect-over-time chart is computed from."""
+
+    __tablename__ = "counter_snapshots"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    taken_at: Mapped[datetime] = mapped_column(TIME, primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    exposures: Mapped[int] = mapped_column(BigInteger)
+    users: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[float] = mapped_column(DOUBLE)
+    total_sq: Mapped[float] = mapped_column(DOUBLE)
+
+
 class UserMetric(Base):
     __tablename__ = "user_metrics"
 

@@ -162,3 +162,31 @@ def decide(experiment: Experiment, summaries: dict, comparisons: dict, srm_p: fl
                 "message": "the planned sample size is reached without a significant difference"}
     return {"outcome": "keep_running", "winner": None,
             "message": "not enough evidence yet; keep running"}
+
+
+def effect_over_time(experiment: Experiment, series: list, max_points: int = 120) -> list[dict]:
+    """The decision's effect as it stood at each snapshot: for each challenger, the absolute
+    lift against the control and its always-valid interval, which narrows as data comes in.
+    `series`: (time, exposures, sums) per snapshot, oldest first; at most `max_points`
+    snapshots, evenly spaced and the last always among them."""
+    if len(series) > max_points:
+        step = (len(series) - 1) / (max_points - 1)
+        series = [series[round(i * step)] for i in range(max_points)]
+    alpha, metric_type = experiment.setting("alpha"), experiment.setting("metric_type")
+    tau = experiment.setting("tau") or experiment.setting("mde")
+    names = [v.name for v in experiment.variants]
+    points = []
+    for at, exposures, sums in series:
+        summaries = {n: _summary(exposures.get(n, 0), sums.get(n, MetricSums()), alpha)
+                     for n in names}
+        control = summaries[names[0]]
+        for name in names[1:]:
+            if min(control["exposures"], summaries[name]["exposures"]) < 2:
+                continue
+            est_c, var_c = _estimate(control, metric_type)
+            est_t, var_t = _estimate(summaries[name], metric_type)
+            _, low, high = st.msprt(est_t - est_c, var_c + var_t, tau, alpha)
+            points.append({"at": at.isoformat(), "variant": name,
+                           "exposures": control["exposures"] + summaries[name]["exposures"],
+                           "estimate": est_t - est_c, "ci": [low, high]})
+    return points
