@@ -223,3 +223,24 @@ def test_logstash_keeps_accepted_events_on_a_volume_through_restarts():
     volumes = compose["services"]["logstash"]["volumes"]
     data = [v for v in volumes if v.split(":")[1] == "/usr/share/logstash/data"]
     assert data and data[0].split(":")[0] in compose["volumes"]  # named: survives a recreate
+
+
+def test_feedback_events_say_how_the_uids_conversion_changed(embedded_settings):
+    """Converting uids per group are the running sum of conversion_change: +1 when a uid's
+    total becomes positive, -1 when a refund brings it back to 0."""
+    app = create_app(embedded_settings)
+    events = app.extensions["ml_api"].request_events
+    sent = []
+
+    class Collect:
+        def send(self, lines, use_logging=False):
+            sent.extend(json.loads(line) for line in lines)
+
+    events.shipper.transport = Collect()
+    client = app.test_client()
+    client.post("/predict", json={"uid": "buyer", "features": FEATURES})
+    for value in (5, 3, -8, 0):
+        assert client.post("/feedback", json={"uid": "buyer", "value": value}).status_code == 202
+    assert events.shipper.flush()
+    feedback = [e for e in sent if e.get("endpoint") == "/feedback"]
+    assert [e["conversion_change"] for e in feedback] == [1, 0, -1, 0]

@@ -50,7 +50,8 @@ def create_api(services: Services) -> Blueprint:
         log_fields(uid=feedback_request.uid, experiment=feedback_request.experiment,
                    metric=feedback_request.metric, value=feedback_request.value)
         experiment, receipt = services.outcomes.record(feedback_request)
-        log_fields(experiment=experiment, group=receipt.variant, duplicate=receipt.duplicate)
+        log_fields(experiment=experiment, group=receipt.variant, duplicate=receipt.duplicate,
+                   conversion_change=None if receipt.queued else receipt.converting)
         status = ("queued" if receipt.queued else "duplicate" if receipt.duplicate
                   else "accepted")
         return json_response({"status": status, "experiment": experiment,

@@ -43,6 +43,7 @@ class OutcomeReceipt:
     variant: str
     duplicate: bool
     queued: bool = False  # spooled locally while the database is down
+    converting: int = 0  # the change in the uid's conversion: +1, 0, or -1 (a refund)
 
 
 _exposures = Exposure.__table__
@@ -186,10 +187,10 @@ class ExposureStore:
         else:
             conn.execute(ADD_USER_METRIC, {**key, "p_value": value})
         new = previous + value
+        converting = int(new > 0) - int(previous > 0)
         self._add_metric(conn, experiment_id, variant, metric, shard_of(uid), MetricSums(
-            users=int(new > 0) - int(previous > 0), events=1, total=value,
-            total_sq=new * new - previous * previous))
-        return OutcomeReceipt(variant, duplicate=False)
+            users=converting, events=1, total=value, total_sq=new * new - previous * previous))
+        return OutcomeReceipt(variant, duplicate=False, converting=converting)
 
     @staticmethod
     def _add_metric(conn: Connection, experiment_id: int, variant: str, metric: str,
