@@ -1,7 +1,7 @@
 #!/bin/sh
 # One-shot: install the events' retention policy in Elasticsearch (the index templates name
-# it), wait for Kibana, then import the saved objects (data views, visualizations,
-# dashboard). Idempotent: the policy is replaced, and overwrite=true replaces objects with
+# it), wait for Kibana, import the saved objects (data views, Lens visualizations, the errors
+# search, the dashboard) and make the request events' data view the default. Idempotent: the policy is replaced, and overwrite=true replaces objects with
 # the same ids.
 set -eu
 KIBANA_URL="${KIBANA_URL:-http://kibana:5601}"
@@ -44,3 +44,13 @@ else
   echo "import failed" >&2
   exit 1
 fi
+
+# The request events' data view is the one Discover and Lens open with.
+status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$KIBANA_URL/api/data_views/default" \
+  -H "kbn-xsrf: true" -H 'Content-Type: application/json' \
+  --data '{"data_view_id": "ml-api-requests", "force": true}' || true)
+if [ "$status" != "200" ]; then
+  echo "setting the default data view failed (HTTP $status)" >&2
+  exit 1
+fi
+echo "default data view: ml-api-requests"

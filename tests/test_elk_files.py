@@ -70,38 +70,104 @@ def test_templates_use_keyword_ids_and_float_latencies():
     assert "host" not in requests
 
 
-def panel_fields(vis: dict) -> tuple[str, set[str]]:
-    """(index title, fields used) of a visualization."""
-    state = json.loads(vis["attributes"]["visState"])
-    search = json.loads(vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
-    fields = {a["params"]["field"] for a in state["aggs"] if "field" in a["params"]}
-    fields |= kql_fields(search["query"]["query"])
-    if state["type"] == "metrics":  # TSVB names its index and fields directly
-        params = state["params"]
-        fields.add(params["time_field"])
-        for series in params["series"]:
-            fields.add(series["terms_field"])
-            for metric in series["metrics"]:
-                for part in ("numerator", "denominator"):
-                    fields |= kql_fields(metric.get(part, {}).get("query", ""))
-        return params["index_pattern"], fields
-    (ref,) = vis["references"]
-    assert ref["type"] == "index-pattern" and ref["id"] in DATA_VIEWS, "unknown data view"
-    return DATA_VIEWS[ref["id"]], fields
+def view_of(reference: dict) -> str:
+    """The title of the data view a reference points to (it must exist in the ndjson)."""
+    assert reference["type"] == "index-pattern" and reference["id"] in DATA_VIEWS, reference
+    return DATA_VIEWS[reference["id"]]
 
 
-def test_every_panel_uses_an_existing_data_view_and_mapped_fields():
+def lens_fields(vis: dict) -> dict[str, set[str]]:
+    """{data view title: the fields the Lens visualization uses on it}, every layer's
+    reference checked."""
+    state = vis["attributes"]["state"]
+    refs = {r["name"]: r for r in vis["references"]}
+    used: dict[str, set[str]] = {}
+    query_fields = kql_fields(state["query"]["query"])
+    for layer_id, layer in state["datasourceStates"]["formBased"]["layers"].items():
+        view = view_of(refs[f"indexpattern-datasource-layer-{layer_id}"])
+        fields = used.setdefault(view, set()) | query_fields
+        assert set(layer["columnOrder"]) == set(layer["columns"])
+        for column in layer["columns"].values():
+            if column.get("sourceField") not in (None, "___records___"):
+                fields.add(column["sourceField"])
+            fields |= kql_fields(column.get("filter", {}).get("query", ""))
+            for reference in column.get("references", []):  # formula parts are columns
+                assert reference in layer["columns"], reference
+        used[view] = fields
+    for layer in state["visualization"].get("layers", []):
+        if layer.get("layerType") == "annotations":
+            view = view_of(refs[f"xy-visualization-layer-{layer['layerId']}"])
+            for annotation in layer["annotations"]:
+                used.setdefault(view, set()).update(
+                    {annotation["timeField"], *annotation["extraFields"]},
+                    kql_fields(annotation["filter"]["query"]))
+    return used
+
+
+def dashboard_panels() -> list[dict]:
     dashboard = BY_ID[("dashboard", "ml-api-overview")]
-    panels = json.loads(dashboard["attributes"]["panelsJSON"])
     refs = {r["name"]: r for r in dashboard["references"]}
-    assert len(panels) == 5
-    for panel in panels:
-        ref = refs[panel["panelRefName"]]
-        vis = BY_ID[(ref["type"], ref["id"])]
-        title, fields = panel_fields(vis)
-        assert title in DATA_VIEWS.values()
-        unmapped = fields - mapped(template_for(title.replace("*", "2026.11.22")))
-        assert not unmapped, f"{vis['id']} uses unmapped fields {unmapped}"
+    return [BY_ID[(refs[p["panelRefName"]]["type"], refs[p["panelRefName"]]["id"])]
+            for p in json.loads(dashboard["attributes"]["panelsJSON"])]
+
+
+def test_every_reference_resolves():
+    for obj in OBJECTS:
+        for reference in obj["references"]:
+            assert (reference["type"], reference["id"]) in BY_ID, (obj["id"], reference)
+    dashboard = BY_ID[("dashboard", "ml-api-overview")]
+    names = {r["name"] for r in dashboard["references"]}
+    for panel in json.loads(dashboard["attributes"]["panelsJSON"]):
+        assert panel["panelRefName"] in names
+    controls = json.loads(dashboard["attributes"]["controlGroupInput"]["panelsJSON"])
+    for control_id in controls:
+        assert f"controlGroup_{control_id}:optionsListDataView" in names
+
+
+def test_every_panel_uses_mapped_fields_of_an_existing_data_view():
+    panels = dashboard_panels()
+    assert len(panels) == 8
+    for vis in panels:
+        if vis["type"] == "search":
+            search = json.loads(vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+            (reference,) = vis["references"]
+            used = {view_of(reference): set(vis["attributes"]["columns"])
+                    | kql_fields(search["query"]["query"])}
+        else:
+            used = lens_fields(vis)
+        for title, fields in used.items():
+            unmapped = fields - mapped(template_for(title.replace("*", "2026.11.22")))
+            assert not unmapped, f"{vis['id']} uses unmapped fields {unmapped}"
+
+
+def test_every_panel_is_split_by_group_under_an_experiment_selector():
+    dashboard = BY_ID[("dashboard", "ml-api-overview")]
+    controls = json.loads(dashboard["attributes"]["controlGroupInput"]["panelsJSON"])
+    selector = {c["explicitInput"]["fieldName"]: name for name, c in controls.items()}
+    assert "experiment" in selector
+    control_view = next(r["id"] for r in dashboard["references"]
+                        if r["name"] == f"controlGroup_{selector['experiment']}:"
+                                        "optionsListDataView")
+    for vis in dashboard_panels():
+        if vis["type"] == "search":
+            assert "group" in vis["attributes"]["columns"]
+            views = {r["id"] for r in vis["references"]}
+        else:
+            layers = vis["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]
+            for layer in layers.values():
+                splits = [c for c in layer["columns"].values()
+                          if c["operationType"] == "terms" and c["isBucketed"]]
+                assert any(c["sourceField"] == "group" for c in splits), vis["id"]
+            views = {r["id"] for r in vis["references"]}
+        assert views == {control_view}, vis["id"]  # the selector filters every panel
+
+
+def test_only_lens_panels_remain():
+    assert not [o["id"] for o in OBJECTS if o["type"] == "visualization"]
+    for vis in (o for o in OBJECTS if o["type"] == "lens"):
+        assert vis["attributes"]["visualizationType"] in {"lnsXY", "lnsPie", "lnsDatatable"}
+    searches = [o for o in OBJECTS if o["type"] == "search"]
+    assert [s["id"] for s in searches] == ["ml-api-errors"]
 
 
 @pytest.fixture
@@ -188,10 +254,14 @@ def test_setup_script_waits_for_kibana_then_imports_idempotently():
     finally:
         server.shutdown()
     assert FakeKibana.status_calls >= 3
-    assert len(FakeKibana.imports) == 2
+    imports = [c for c in FakeKibana.imports if c["path"].startswith("/api/saved_objects")]
+    defaults = [c for c in FakeKibana.imports if c["path"] == "/api/data_views/default"]
+    assert len(imports) == 2 and len(defaults) == 2
+    assert json.loads(defaults[0]["body"]) == {"data_view_id": "ml-api-requests", "force": True}
+    assert ("index-pattern", "ml-api-requests") in BY_ID
     assert [p["path"] for p in FakeKibana.policies] == ["/_ilm/policy/ml-api-retention"] * 2
     assert FakeKibana.policies[0]["body"]["policy"]["phases"]["delete"]["min_age"] == "7d"
-    for call in FakeKibana.imports:
+    for call in imports:
         assert call["path"] == "/api/saved_objects/_import?overwrite=true"
         assert call["xsrf"] == "true"
         assert (KIBANA / "ml_api.ndjson").read_bytes() in call["body"]
