@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(create_admin(services.admin, settings.admin_token,
                                         settings.max_body_bytes))
     app.register_blueprint(create_dashboard(services.store, services.admin, services.traffic,
-                                            public=settings.dashboard_public,
+                                            public=settings.dashboard_is_public,
                                             admin_token=settings.admin_token))
     register_error_handlers(app)
     register_observability(app, services.request_events)

@@ -35,7 +35,7 @@ class Settings:
     log_uid: str = "hashed"
     log_uid_salt: str = "ml_api"
     log_queue_max: int = 10_000
-    dashboard_public: bool = True
+    dashboard_public: bool | None = None  # None: public only in development
     var_dir: Path = DEFAULT_VAR_DIR
     spool_path: Path = DEFAULT_VAR_DIR / "spool.sqlite3"
     spool_orphan_horizon_seconds: float = 86400.0
@@ -78,13 +78,21 @@ class Settings:
             log_uid=env.get("LOG_UID", base.log_uid).lower(),
             log_uid_salt=env.get("LOG_UID_SALT", base.log_uid_salt),
             log_queue_max=int(env.get("LOG_QUEUE_MAX", base.log_queue_max)),
-            dashboard_public=env.get("DASHBOARD_PUBLIC", "true").lower() in ("1", "true", "yes"),
+            dashboard_public=(None if not env.get("DASHBOARD_PUBLIC", "").strip() else
+                              env["DASHBOARD_PUBLIC"].strip().lower() in ("1", "true", "yes")),
             var_dir=var_dir,
             spool_path=Path(env.get("SPOOL_PATH") or var_dir / "spool.sqlite3"),
             spool_orphan_horizon_seconds=float(env.get(
                 "SPOOL_ORPHAN_HORIZON_SECONDS", base.spool_orphan_horizon_seconds)),
             ml_api_env=env.get("ML_API_ENV", base.ml_api_env).strip().lower(),
         )
+
+    @property
+    def dashboard_is_public(self) -> bool:
+        """/dashboard without the token: DASHBOARD_PUBLIC, else only in development."""
+        if self.dashboard_public is not None:
+            return self.dashboard_public
+        return self.ml_api_env == "development"
 
     def check(self) -> None:
         """Refuse settings that must not reach production."""

@@ -1,4 +1,5 @@
 """The built-in results page, rendered by headless Chromium, shows the results API's numbers."""
+import base64
 import html.parser
 
 import pytest
@@ -24,7 +25,8 @@ class Elements(html.parser.HTMLParser):
 
 @pytest.mark.slow
 def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_headers, tmp_path):
-    with Gunicorn(settings_env(embedded_settings), log_path=tmp_path / "g.log") as server:
+    env = {**settings_env(embedded_settings), "DASHBOARD_PUBLIC": "true"}  # Chromium: no token
+    with Gunicorn(env, log_path=tmp_path / "g.log") as server:
         for i in range(120):
             uid = f"d{i}"
             requests.post(f"{server.url}/predict", json={"uid": uid, "features": FEATURES})
@@ -106,7 +108,8 @@ def test_effect_over_time_narrows_as_a_known_effect_accumulates(embedded_setting
     history = services.admin.history("demo")
     assert len(history) == 6 and [p["variant"] for p in history] == ["variation"] * 6
 
-    with Gunicorn(settings_env(embedded_settings), log_path=tmp_path / "g.log") as server:
+    env = {**settings_env(embedded_settings), "DASHBOARD_PUBLIC": "true"}
+    with Gunicorn(env, log_path=tmp_path / "g.log") as server:
         dom = headless(f"{server.url}/dashboard", tmp_path / "profile", "--dump-dom")
         OUTPUT.mkdir(exist_ok=True)
         shot = headless(f"{server.url}/dashboard", tmp_path / "profile2",
@@ -123,3 +126,33 @@ def test_effect_over_time_narrows_as_a_known_effect_accumulates(embedded_setting
     low, high = float(drawn[-1]["data-low"]), float(drawn[-1]["data-high"])
     assert low < 0.2 < high and low > 0  # covers the true effect, and excludes no effect
     assert shot.returncode == 0
+
+
+@pytest.mark.parametrize("environment,public,status", [
+    ({}, None, 401),                                  # production by default: token needed
+    ({"ml_api_env": "development"}, None, 200),       # open while developing
+    ({"ml_api_env": "development"}, False, 401),
+    ({}, True, 200),
+])
+def test_the_results_page_needs_the_token_outside_development(embedded_settings, environment,
+                                                              public, status):
+    from ml_api import create_app
+
+    settings = embedded_settings.with_overrides(dashboard_public=public, **environment)
+    client = create_app(settings).test_client()
+    response = client.get("/dashboard")
+    assert response.status_code == status
+    if status == 401:  # a browser asks for the token itself, then sends it as Basic
+        assert response.json["error"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Basic ")
+        token = embedded_settings.admin_token
+        basic = base64.b64encode(f"analyst:{token}".encode()).decode()
+        assert client.get("/dashboard", headers={"Authorization": f"Basic {basic}"}
+                          ).status_code == 200
+        assert client.get("/dashboard", headers={"Authorization": f"Bearer {token}"}
+                          ).status_code == 200
+        wrong = base64.b64encode(b"analyst:wrong").decode()
+        assert client.get("/dashboard", headers={"Authorization": f"Basic {wrong}"}
+                          ).status_code == 401
+        assert client.get("/dashboard", headers={"Authorization": "Basic %%%"}
+                          ).status_code == 401

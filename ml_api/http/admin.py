@@ -2,6 +2,8 @@
 one ExperimentAdmin method."""
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 
 from flask import Blueprint, Response, request
@@ -11,14 +13,25 @@ from ml_api.experiments.admin import ExperimentAdmin
 from ml_api.http.jsonio import json_response, read_json_body
 
 
-def check_admin_token(token: str) -> None:
-    """Raise Unauthorized unless this request carries `token` as its bearer token."""
+def check_admin_token(token: str, browser: bool = False) -> None:
+    """Raise Unauthorized unless this request carries `token` as its bearer token, or, with
+    `browser`, as the password of HTTP Basic credentials, which a browser asks for itself
+    after a 401 that names the Basic scheme."""
     if not token:
         raise Unauthorized("the admin API is disabled: ADMIN_TOKEN is not set")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if browser and scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(given, validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            given = ""
+        scheme = "bearer"
     # compare_digest takes the same time wherever the strings differ: no timing oracle.
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("missing or wrong bearer token")
+        error = Unauthorized("missing or wrong bearer token")
+        if browser:
+            error.headers = {"WWW-Authenticate": 'Basic realm="ml_api results"'}
+        raise error
 
 
 def _actor() -> str:

@@ -45,7 +45,7 @@ def create_dashboard(store: ExperimentStore, admin: ExperimentAdmin, traffic: Tr
     @dashboard.get("/dashboard")
     def show():
         if not public:
-            check_admin_token(admin_token)
+            check_admin_token(admin_token, browser=True)
         traffic.flush(utcnow())  # include this worker's latest requests
         data = orjson.dumps(dashboard_data(store, admin, traffic),
                             option=orjson.OPT_SERIALIZE_NUMPY)

@@ -71,7 +71,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         note_error(exc.code, getattr(exc, "event_fields", None))
-        return json_response(exc.to_dict(), exc.status)
+        response = json_response(exc.to_dict(), exc.status)
+        response.headers.update(getattr(exc, "headers", {}))  # e.g. WWW-Authenticate
+        return response
 
     @app.errorhandler(BackendUnavailable)
     def _backend_unavailable(exc: BackendUnavailable):
