@@ -19,6 +19,18 @@ keepalive = 5
 preload_app = False
 # Several instances run side by side in tests and benchmarks; none needs the control socket.
 control_socket_disable = True
+# Gunicorn's own logs and the service's as JSON lines (event_type "log") on stderr.
+logconfig_dict = {
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "ml_api.telemetry.logs.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stderr"}},
+    "root": {"level": "WARNING", "handlers": ["stderr"]},
+    "loggers": {
+        "ml_api": {"level": "INFO", "handlers": [], "propagate": True},
+        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+    },
+}
 
 
 # Prometheus multiprocess mode: every worker writes its metrics to files in this directory and

@@ -27,6 +27,7 @@ from ml_api.serving.prediction import PredictionService
 from ml_api.serving.registry import ModelRegistry, verify_all
 from ml_api.serving.training import CONTROL_KEY, VARIATION_KEY
 from ml_api.settings import Settings
+from ml_api.telemetry.logs import ship_logs
 from ml_api.telemetry.request_log import RequestEvents
 from ml_api.telemetry.shipping import EventShipper, StdoutTransport, logstash_transport
 
@@ -114,6 +115,8 @@ def build_request_events(settings: Settings) -> RequestEvents:
                            on_tick=lambda: holder[0].emit_latency_summary())
     events = RequestEvents(shipper, settings.log_uid, settings.log_uid_salt)
     holder.append(events)
+    if settings.logstash_host:  # on stdout the log lines are there already
+        ship_logs(shipper)
     return events
 
 

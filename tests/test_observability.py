@@ -247,3 +247,41 @@ def test_error_events_carry_the_experiment_and_the_group_where_it_was_known(
         answer["model"]["name"], answer["model"]["version"])
     assert outage["status"] == 503 and outage["endpoint"] == "/feedback"
     assert outage["experiment"] == "demo" and "group" in outage and outage["group"] is None
+
+
+def test_application_logs_are_json_lines_and_reach_logstash_with_their_level(
+        embedded_settings):
+    """The supervisor's INFO lines (auto-stop, canary rollback) were dropped; now every
+    ml_api log record is a JSON line, shipped beside the request events, and mapped."""
+    import logging
+
+    from ml_api.telemetry.logs import JsonFormatter, ShippedLogHandler
+    from tests.test_elk_files import mapped, template_for
+
+    listener = TcpJsonLinesListener()
+    try:
+        settings = embedded_settings.with_overrides(logstash_host="127.0.0.1",
+                                                    logstash_port=listener.port)
+        create_app(settings)
+        logger = logging.getLogger("ml_api.experiments.supervisor")
+        logger.info("supervisor: %s: %s", "demo", "stopped: max_duration_hours (1) reached")
+        try:
+            raise ValueError("a broken tick")
+        except ValueError:
+            logger.exception("supervisor tick failed")
+        logged = [e for e in listener.wait_for(2) if e["event_type"] == "log"]
+    finally:
+        listener.close()
+        root = logging.getLogger("ml_api")
+        for handler in [h for h in root.handlers if isinstance(h, ShippedLogHandler)]:
+            root.removeHandler(handler)
+    stopped, failed = logged
+    assert stopped["level"] == "INFO" and stopped["logger"] == "ml_api.experiments.supervisor"
+    assert stopped["message"] == "supervisor: demo: stopped: max_duration_hours (1) reached"
+    assert failed["level"] == "ERROR" and "ValueError: a broken tick" in failed["message"]
+    for event in logged:
+        assert set(event) <= mapped(template_for("ml-api-requests-x"))
+    record = logging.LogRecord("ml_api.x", logging.WARNING, __file__, 1, "50%% of %s", ("it",),
+                               None)
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["event_type"], line["level"], line["message"]) == ("log", "WARNING", "50% of it")

@@ -414,7 +414,10 @@ class Checks:
         expect(FEEDBACK_FIELDS <= set(feedback), f"missing {FEEDBACK_FIELDS - set(feedback)}")
         expect(metrics and METRIC_FIELDS <= set(metrics[0]), "metric events")
         expect(not any("host" in e for e in events), "an event has a host field")
-        return f"{len(requests_)} request and {len(metrics)} metric events, fields as documented"
+        actions = {e["action"] for e in events if e.get("event_type") == "action"}
+        expect({"create", "start", "promote"} <= actions, f"action events: {actions}")
+        return (f"{len(requests_)} request and {len(metrics)} metric events, fields as "
+                f"documented; actions {', '.join(sorted(actions))}")
 
     def memory_of_the_stack(self) -> str:
         out = self.stack.engine.podman("stats", "--no-stream", "--format", "json").stdout
