@@ -73,6 +73,12 @@ def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_head
     assert f"p = {api['srm']['p_value']:.4f}" in text
     for name, variant in by_variant.items():
         assert f"{100 * variant['exposures'] / 120:.1f}%" in text
+    # guardrails: every variant's requests answered without an error in the last hour
+    guards = {a["data-variant"]: a for tag, a in parser.found
+              if tag == "tr" and "data-error-rate" in a}
+    assert set(guards) == set(by_variant)
+    counted = [a["data-error-rate"] for a in guards.values() if a["data-error-rate"]]
+    assert counted and all(float(rate) == 0 for rate in counted)  # this worker's, at least
     assert shot.returncode == 0 and (OUTPUT / "dashboard.png").stat().st_size > 10_000
 
 

@@ -17,9 +17,11 @@ from ml_api.records.experiment_store import ExperimentStore
 
 def latency_by_variant(traffic: TrafficRecorder, experiment_id: int,
                        hours: float = 1.0) -> dict:
-    """Approximate p50/p95/p99 (histogram bucket upper bounds, ms) per variant, last hour."""
+    """Requests, errors and approximate p50/p95/p99 (histogram bucket upper bounds, ms) per
+    variant, last hour: the guardrails a canary watches."""
     recent = traffic.since(experiment_id, utcnow() - timedelta(hours=hours))
-    return {variant: {"requests": h["requests"],
+    return {variant: {"requests": h["requests"], "errors": h["errors"],
+                      "error_rate": h["errors"] / h["requests"] if h["requests"] else None,
                       **{f"p{q}": percentile_upper_bound(h["buckets"], q / 100)
                          for q in (50, 95, 99)}}
             for variant, h in recent.items()}
