@@ -131,6 +131,13 @@ def test_effect_over_time_narrows_as_a_known_effect_accumulates(embedded_setting
     assert all(later < earlier for earlier, later in zip(widths, widths[1:]))
     low, high = float(drawn[-1]["data-low"]), float(drawn[-1]["data-high"])
     assert low < 0.2 < high and low > 0  # covers the true effect, and excludes no effect
+    # the same page's sample-size progress and sample-ratio check, as the results API says
+    results = services.admin.results("demo")
+    progress = next(a for tag, a in parser.found if "progress" in a.get("class", ""))
+    assert float(progress["data-progress"]) == pytest.approx(results["sample_size"]["progress"])
+    srm = next(a for tag, a in parser.found if tag == "table" and a.get("class") == "srm")
+    assert float(srm["data-p-value"]) == pytest.approx(results["srm"]["p_value"])
+    assert results["decision"]["winner"] == "variation"
     assert shot.returncode == 0
 
 
