@@ -13,7 +13,7 @@ import numpy as np
 from scipy import integrate, optimize, special, stats
 
 # scipy.special's ndtr/ndtri are the normal cdf and its inverse without scipy.stats' per-call
-# overhead (tens of microseconds each), which adds up inside root finding and integration.
+# overhead, which adds up inside root finding and integration.
 _normal_cdf = special.ndtr
 
 
