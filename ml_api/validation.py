@@ -64,6 +64,7 @@ class PredictRequest(NamedTuple):
     uid: str
     features: list | dict
     experiment: str | None
+    covariate: float | None = None  # pre-exposure value, kept with a first exposure (CUPED)
 
 
 def parse_uid(body: dict) -> str:
@@ -102,7 +103,9 @@ def parse_predict_request(body) -> PredictRequest:
             raise InvalidRequest("every value in 'features' must be a number")
     else:
         raise InvalidRequest("'features' must be a list of numbers or an object of name: number")
-    return PredictRequest(uid=uid, features=features, experiment=experiment)
+    if (covariate := body.get("covariate")) is not None:
+        covariate = float(finite_number(covariate, "covariate", error=InvalidRequest))
+    return PredictRequest(uid, features, experiment, covariate)
 
 
 def feature_row(features: list | dict, names: Sequence[str]) -> list[float]:
@@ -144,8 +147,7 @@ def parse_feedback(body) -> FeedbackRequest:
     body = require_object(body)
     uid, experiment = parse_uid(body), parse_experiment_name(body)
     metric = metric_name(body, InvalidRequest)
-    value = body.get("value", 1)
-    if not is_number(value):
+    if not is_number(value := body.get("value", 1)):
         raise InvalidRequest("'value' must be a number")
     value = float(finite_number(value, "value", error=InvalidRequest))
     event_id = body.get("event_id")

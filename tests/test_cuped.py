@@ -58,3 +58,46 @@ def test_nothing_to_adjust_with_a_constant_covariate_or_too_few_uids():
     constant = CovariateSums(n=10, y=5, y2=5, x=10, x2=10, xy=5)
     assert cuped_effect(constant, constant) is None
     assert cuped_effect(CovariateSums(n=1, y=1, y2=1, x=1, x2=1, xy=1), constant) is None
+
+
+@pytest.mark.parametrize("metric_type", ["mean", "conversion"])
+def test_results_adjust_for_the_covariate_sent_with_predict_as_ols_does(services, metric_type):
+    """Covariates sent with each uid's first /predict, outcomes (refunds included) through
+    /feedback: the results' CUPED effect and its standard error equal statsmodels' OLS on
+    the raw per-uid rows, and the decision says it used the adjusted test."""
+    from ml_api.validation import FeedbackRequest, PredictRequest
+    from tests.helpers import FEATURES
+
+    services.admin.create({"name": "cuped", "metric_type": metric_type, "mde": 0.5,
+                           "variants": [{"name": "a", "model": "logreg@1"},
+                                        {"name": "b", "model": "gboost@1"}]}, "t")
+    services.admin.transition("cuped", "start", "t")
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(300):
+        uid, x = f"c{i}", float(rng.normal(10, 3))
+        group = services.prediction.predict(PredictRequest(uid, FEATURES, "cuped", x)).group
+        total = 0.0
+        for _ in range(int(rng.integers(0, 3))):
+            value = float(round(max(0.0, x / 5 + (1.0 if group == "b" else 0.0)
+                                    + rng.normal(0, 1)), 3))
+            if value:
+                services.outcomes.record(FeedbackRequest(uid, "cuped", "conversion", value, None))
+                total += value
+        if total and rng.random() < 0.1:  # a refund back to nothing: no longer converting
+            services.outcomes.record(FeedbackRequest(uid, "cuped", "conversion", -total, None))
+            total = 0.0
+        y = float(total > 0) if metric_type == "conversion" else total
+        rows.append((x, float(group == "b"), y))
+    x, treated, y = (np.array(column) for column in zip(*rows))
+    coefficient, standard_error = ols_treatment(x, treated, y)
+    results = services.admin.results("cuped")
+    cuped = results["comparisons"][0]["cuped"]
+    assert cuped["applied"]
+    assert cuped["adjusted"]["estimate"] == pytest.approx(coefficient, rel=1e-6, abs=1e-9)
+    assert np.sqrt(cuped["adjusted"]["variance"]) == pytest.approx(standard_error, rel=1e-6)
+    assert cuped["sequential"]["p_value_adjusted"] == cuped["sequential"]["p_value"]  # one
+    assert cuped["variance_reduction_factor"] > 1
+    assert results["decision"]["test"] == "CUPED-adjusted sequential test"
+    demo = services.admin.results("demo")  # no covariates: the unadjusted test decides
+    assert demo["decision"]["test"] == "sequential test"

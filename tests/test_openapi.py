@@ -89,7 +89,8 @@ def valid_bodies():
                               {"name": "b", "model": "gboost@1", "weight": 1}]}
     return [
         ("post", "/predict", {"uid": "u1", "features": FEATURES}, 200),
-        ("post", "/predict", {"uid": "u2", "features": FEATURES, "experiment": "demo"}, 200),
+        ("post", "/predict", {"uid": "u2", "features": FEATURES, "experiment": "demo",
+                              "covariate": 12.5}, 200),
         ("post", "/feedback", {"uid": "u1"}, 202),
         ("post", "/feedback", {"uid": "u1", "experiment": "demo", "metric": "conversion",
                                "value": 1, "event_id": "e-1"}, 202),

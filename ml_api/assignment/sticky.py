@@ -46,9 +46,10 @@ class StickyAssigner:
         self._store = store
         self._spool = spool
 
-    def assign(self, experiment: Experiment, uid: str) -> tuple[str, bool]:
+    def assign(self, experiment: Experiment, uid: str,
+               covariate: float | None = None) -> tuple[str, bool]:
         """The variant name of this uid in this (running) experiment, and whether this call
-        gave the uid its first group (its first exposure)."""
+        gave the uid its first group (its first exposure, recorded with `covariate`)."""
         known = self._local.get(experiment.id, uid)
         if known is not None:
             _MEMORY_HIT.inc()
@@ -64,7 +65,7 @@ class StickyAssigner:
             provisional = shared[:-1]
         else:
             provisional = None
-        return self._assign_on_miss(experiment, uid, provisional)
+        return self._assign_on_miss(experiment, uid, provisional, covariate)
 
     def known_group(self, experiment: Experiment, uid: str) -> str | None:
         """The uid's group if this process or Redis knows it (no database access)."""
@@ -86,13 +87,13 @@ class StickyAssigner:
             return None  # a variant that no longer exists: decide again
         return value
 
-    def _assign_on_miss(self, experiment: Experiment, uid: str,
-                        provisional: str | None) -> tuple[str, bool]:
+    def _assign_on_miss(self, experiment: Experiment, uid: str, provisional: str | None,
+                        covariate: float | None) -> tuple[str, bool]:
         candidate = provisional or experiment.variants[
             choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
         try:
             durable, first = self._store.record_exposure(experiment.id, uid, candidate,
-                                                        experiment.shares)
+                                                        experiment.shares, covariate)
         except StorageUnavailable as exc:
             if provisional is None and not experiment.hash_gives_first_groups:
                 raise AssignmentUnconfirmed(
@@ -100,7 +101,8 @@ class StickyAssigner:
             log.warning("database unavailable, exposure in %s spooled: %s", experiment.name, exc)
             claimed = self._claim_provisionally(experiment, uid, candidate)
             if self._spool is not None:
-                self._spool.add_exposure(experiment.id, uid, claimed, experiment.shares)
+                self._spool.add_exposure(experiment.id, uid, claimed, experiment.shares,
+                                         covariate)
             return claimed, provisional is None and claimed == candidate
         self._local.put(experiment.id, uid, durable)
         if self._shared is not None:

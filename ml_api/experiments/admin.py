@@ -106,7 +106,10 @@ class ExperimentAdmin:
         sums = self._exposures.metric_sums(experiment.id, experiment.metric)
         experiment = with_live_weights(experiment, exposures,
                                    {v: s.users for v, s in sums.items()})
-        results = experiment_results(experiment, exposures, expected, sums)
+        covariates = self._exposures.covariate_sums(
+            experiment.id, experiment.metric,
+            conversion=experiment.setting("metric_type") == "conversion")
+        results = experiment_results(experiment, exposures, expected, sums, covariates)
         if experiment.strategy == "shadow":
             results["shadow"] = self._shadow_report(experiment)
         return results

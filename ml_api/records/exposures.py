@@ -5,29 +5,32 @@ always equal what the raw rows add up to (`reconcile` recomputes them to prove i
 Counters are sharded by uid (16 rows per variant) so concurrent writers rarely wait on
 the same row lock.
 
-The statements written on every new uid and every outcome are built once, with bound
-parameters, and executed with a dict of values: building a statement such as the counter
-update below from its columns and operators costs more CPU than executing it.
+The statements they run are built once, in statements.py.
 """
 from __future__ import annotations
 
-import functools
 import zlib
 from dataclasses import dataclass
 
-from sqlalchemy import Float, bindparam, case, func, insert, select, update
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ml_api.errors import StorageUnavailable, UnknownAssignment
 from ml_api.records.engine import SHARDS, retrying, translated, utcnow
-from ml_api.records.schema import (
-    Exposure,
-    Outcome,
-    UserMetric,
-    VariantCounter,
-    VariantMetric,
+from ml_api.records.schema import Exposure, Outcome, VariantCounter, VariantMetric
+from ml_api.records.statements import (
+    ADD_USER_METRIC,
+    ADD_VARIANT_METRIC,
+    FIND_EXPOSURE,
+    INSERT_EXPOSURE,
+    INSERT_OUTCOME,
+    INSERT_USER_METRIC,
+    INSERT_VARIANT_METRIC,
+    LOCK_USER_METRIC,
+    counter_update,
 )
+from ml_api.stats.cuped import CovariateSums
 from ml_api.stats.results import MetricSums
 
 
@@ -46,53 +49,6 @@ class OutcomeReceipt:
     converting: int = 0  # the change in the uid's conversion: +1, 0, or -1 (a refund)
 
 
-_exposures = Exposure.__table__
-_counters = VariantCounter.__table__
-_outcomes = Outcome.__table__
-_user_metrics = UserMetric.__table__
-_variant_metrics = VariantMetric.__table__
-
-# Bound parameters are named p_*: SQLAlchemy keeps columns' own names for its SET and VALUES.
-INSERT_EXPOSURE = insert(_exposures)
-FIND_EXPOSURE = select(_exposures.c.variant).where(
-    _exposures.c.experiment_id == bindparam("p_experiment"),
-    _exposures.c.uid == bindparam("p_uid"))
-INSERT_OUTCOME = insert(_outcomes)
-INSERT_USER_METRIC = insert(_user_metrics)
-INSERT_VARIANT_METRIC = insert(_variant_metrics)
-_USER_METRIC_KEY = (_user_metrics.c.experiment_id == bindparam("p_experiment"),
-                    _user_metrics.c.uid == bindparam("p_uid"),
-                    _user_metrics.c.metric == bindparam("p_metric"))
-LOCK_USER_METRIC = select(_user_metrics.c.total).where(*_USER_METRIC_KEY).with_for_update()
-ADD_USER_METRIC = update(_user_metrics).where(*_USER_METRIC_KEY).values(
-    total=_user_metrics.c.total + bindparam("p_value", type_=Float),
-    events=_user_metrics.c.events + 1)
-ADD_VARIANT_METRIC = update(_variant_metrics).where(
-    _variant_metrics.c.experiment_id == bindparam("p_experiment"),
-    _variant_metrics.c.variant == bindparam("p_variant"),
-    _variant_metrics.c.metric == bindparam("p_metric"),
-    _variant_metrics.c.shard == bindparam("p_shard"),
-).values(users=_variant_metrics.c.users + bindparam("p_users"),
-         events=_variant_metrics.c.events + bindparam("p_events"),
-         total=_variant_metrics.c.total + bindparam("p_total", type_=Float),
-         total_sq=_variant_metrics.c.total_sq + bindparam("p_total_sq", type_=Float))
-
-
-@functools.lru_cache(maxsize=32)
-def counter_update(variants: int):
-    """The counter update of a new uid's shard in an experiment of this many variants: one
-    more exposure for the uid's variant (p_variant), and each variant's share of new uids
-    (p_name_i, p_share_i) added to its expected count, for the SRM check."""
-    shares = [(_counters.c.variant == bindparam(f"p_name_{i}"),
-               bindparam(f"p_share_{i}", type_=Float)) for i in range(variants)]
-    return update(_counters).where(
-        _counters.c.experiment_id == bindparam("p_experiment"),
-        _counters.c.shard == bindparam("p_shard"),
-    ).values(exposures=_counters.c.exposures
-             + case((_counters.c.variant == bindparam("p_variant"), 1), else_=0),
-             expected=_counters.c.expected + case(*shares, else_=0.0))
-
-
 class ExposureStore:
     """Exposures (a uid's first group), outcomes attributed to them, and their counters."""
 
@@ -101,7 +57,8 @@ class ExposureStore:
 
     @retrying()
     def record_exposure(self, experiment_id: int, uid: str, variant: str,
-                        shares: dict[str, float] | None = None) -> tuple[str, bool]:
+                        shares: dict[str, float] | None = None,
+                        covariate: float | None = None) -> tuple[str, bool]:
         """Record the first exposure; returns the variant held durably for this uid, and
         whether this call recorded it.
 
@@ -110,14 +67,17 @@ class ExposureStore:
         (each variant's share of new uids now) feeds the expected counts of the SRM check.
         """
         shares = shares or {variant: 1.0}
-        counted = {"p_experiment": experiment_id, "p_shard": shard_of(uid), "p_variant": variant}
+        counted = {"p_experiment": experiment_id, "p_shard": shard_of(uid), "p_variant": variant,
+                   "p_has_covariate": int(covariate is not None), "p_covariate": covariate or 0.0,
+                   "p_covariate_sq": (covariate or 0.0) ** 2}
         for i, (name, share) in enumerate(shares.items()):
             counted[f"p_name_{i}"] = name
             counted[f"p_share_{i}"] = share
         try:
             with translated("recording an exposure"), self.engine.begin() as conn:
                 conn.execute(INSERT_EXPOSURE, {"experiment_id": experiment_id, "uid": uid,
-                                               "variant": variant, "first_seen": utcnow()})
+                                               "variant": variant, "first_seen": utcnow(),
+                                               "covariate": covariate})
                 conn.execute(counter_update(len(shares)), counted)
             return variant, True
         except IntegrityError:
@@ -129,7 +89,7 @@ class ExposureStore:
     def find_exposure(self, experiment_id: int, uid: str) -> str | None:
         with translated("reading an exposure"), self.engine.connect() as conn:
             return conn.execute(FIND_EXPOSURE, {"p_experiment": experiment_id,
-                                                "p_uid": uid}).scalar()
+                                                "p_uid": uid}).scalar()  # the variant
 
     def exposure_counts(self, experiment_id: int) -> dict[str, int]:
         """Exposures per variant counted from the raw rows (O(exposures); for checks)."""
@@ -138,6 +98,31 @@ class ExposureStore:
                 select(Exposure.variant, func.count()).where(
                     Exposure.experiment_id == experiment_id).group_by(Exposure.variant))
             return {variant: count for variant, count in rows}
+
+    def covariate_sums(self, experiment_id: int, metric: str,
+                       conversion: bool) -> dict[str, CovariateSums]:
+        """Per variant, the sums CUPED needs, over the exposures that came with a covariate
+        (n counts those; compare it with the exposures). y is the uid's conversion (0 or 1)
+        with `conversion`, else its total."""
+        with translated("reading covariate counters"), self.engine.connect() as conn:
+            counters = conn.execute(select(
+                VariantCounter.variant, func.sum(VariantCounter.covariates),
+                func.sum(VariantCounter.covariate_sum), func.sum(VariantCounter.covariate_sq),
+            ).where(VariantCounter.experiment_id == experiment_id)
+                .group_by(VariantCounter.variant)).all()
+            product = (VariantMetric.covariate_converting if conversion
+                       else VariantMetric.covariate_total)
+            products = dict(conn.execute(select(VariantMetric.variant, func.sum(product))
+                                         .where(VariantMetric.experiment_id == experiment_id,
+                                                VariantMetric.metric == metric)
+                                         .group_by(VariantMetric.variant)).all())
+        sums = self.metric_sums(experiment_id, metric)
+        y = {v: (s.users, s.users) if conversion else (s.total, s.total_sq)
+             for v, s in sums.items()}
+        return {v: CovariateSums(n=int(n or 0), y=y.get(v, (0, 0))[0], y2=y.get(v, (0, 0))[1],
+                                 x=float(x or 0), x2=float(x2 or 0),
+                                 xy=float(products.get(v) or 0))
+                for v, n, x, x2 in counters}
 
     def exposure_counters(self, experiment_id: int) -> tuple[dict[str, int], dict[str, float]]:
         """(exposures, expected exposures) per variant, from the counters (O(variants))."""
@@ -170,10 +155,11 @@ class ExposureStore:
 
     def _record_outcome(self, conn: Connection, experiment_id: int, uid: str, metric: str,
                         value: float, event_id: str | None) -> OutcomeReceipt:
-        variant = conn.execute(FIND_EXPOSURE, {"p_experiment": experiment_id,
-                                               "p_uid": uid}).scalar()
-        if variant is None:
+        exposure = conn.execute(FIND_EXPOSURE, {"p_experiment": experiment_id,
+                                                "p_uid": uid}).first()
+        if exposure is None:
             raise UnknownAssignment(f"uid {uid!r} was never assigned in this experiment")
+        variant, covariate = exposure
         conn.execute(INSERT_OUTCOME, {
             "experiment_id": experiment_id, "uid": uid, "variant": variant, "metric": metric,
             "value": value, "event_id": event_id, "created_at": utcnow()})
@@ -189,21 +175,29 @@ class ExposureStore:
         new = previous + value
         converting = int(new > 0) - int(previous > 0)
         self._add_metric(conn, experiment_id, variant, metric, shard_of(uid), MetricSums(
-            users=converting, events=1, total=value, total_sq=new * new - previous * previous))
+            users=converting, events=1, total=value, total_sq=new * new - previous * previous),
+            covariate=covariate or 0.0, value=value, converting=converting)
         return OutcomeReceipt(variant, duplicate=False, converting=converting)
 
     @staticmethod
     def _add_metric(conn: Connection, experiment_id: int, variant: str, metric: str,
-                    shard: int, delta: MetricSums) -> None:
+                    shard: int, delta: MetricSums, covariate: float = 0.0, value: float = 0.0,
+                    converting: int = 0) -> None:
+        """Add `delta` to the shard's counters, with the covariate's products (x times the
+        change of the uid's total, and of its conversion) for CUPED."""
         updated = conn.execute(ADD_VARIANT_METRIC, {
             "p_experiment": experiment_id, "p_variant": variant, "p_metric": metric,
             "p_shard": shard, "p_users": delta.users, "p_events": delta.events,
-            "p_total": delta.total, "p_total_sq": delta.total_sq}).rowcount
+            "p_total": delta.total, "p_total_sq": delta.total_sq,
+            "p_covariate_total": covariate * value,
+            "p_covariate_converting": covariate * converting}).rowcount
         if updated == 0:  # first outcome of this metric in this shard; a racing insert retries
             conn.execute(INSERT_VARIANT_METRIC, {
                 "experiment_id": experiment_id, "variant": variant, "metric": metric,
                 "shard": shard, "users": delta.users, "events": delta.events,
-                "total": delta.total, "total_sq": delta.total_sq})
+                "total": delta.total, "total_sq": delta.total_sq,
+                "covariate_total": covariate * value,
+                "covariate_converting": covariate * converting})
 
     def metric_sums(self, experiment_id: int, metric: str) -> dict[str, MetricSums]:
         with translated("reading metric counters"), self.engine.connect() as conn:

@@ -99,6 +99,7 @@ class Exposure(Base):
     uid: Mapped[str] = mapped_column(_exact_string(256))
     variant: Mapped[str] = mapped_column(String(64))
     first_seen: Mapped[datetime] = mapped_column(TIME)
+    covariate: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)  # for CUPED
 
 
 class VariantCounter(Base):
@@ -112,6 +113,9 @@ class VariantCounter(Base):
     shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     exposures: Mapped[int] = mapped_column(BigInteger)
     expected: Mapped[float] = mapped_column(DOUBLE)
+    covariates: Mapped[int] = mapped_column(BigInteger, default=0)  # exposures with one
+    covariate_sum: Mapped[float] = mapped_column(DOUBLE, default=0.0)
+    covariate_sq: Mapped[float] = mapped_column(DOUBLE, default=0.0)
 
 
 class VariantMetric(Base):
@@ -128,6 +132,8 @@ class VariantMetric(Base):
     events: Mapped[int] = mapped_column(BigInteger)
     total: Mapped[float] = mapped_column(DOUBLE)
     total_sq: Mapped[float] = mapped_column(DOUBLE)
+    covariate_total: Mapped[float] = mapped_column(DOUBLE, default=0.0)  # sum of x * total
+    covariate_converting: Mapped[float] = mapped_column(DOUBLE, default=0.0)  # x * (total > 0)
 
 
 class CounterSnapshot(Base):

@@ -86,9 +86,9 @@ class Spool:
         conn.execute("COMMIT")
 
     def add_exposure(self, experiment_id: int, uid: str, variant: str,
-                     shares: dict[str, float]) -> None:
+                     shares: dict[str, float], covariate: float | None = None) -> None:
         self._add("exposure", {"experiment_id": experiment_id, "uid": uid, "variant": variant,
-                               "shares": shares})
+                               "shares": shares, "covariate": covariate})
 
     def add_outcome(self, experiment_id: int, uid: str, metric: str, value: float,
                     event_id: str | None) -> str:

@@ -85,7 +85,7 @@ class PredictionService:
                                                         experiment.name).spec.feature_names)
         if running:
             try:
-                name, first = self._assigner.assign(experiment, request.uid)
+                name, first = self._assigner.assign(experiment, request.uid, request.covariate)
                 variant = experiment.variant(name)
             except AssignmentUnconfirmed:  # served as outside the experiment; nothing recorded
                 variant, running = experiment.serving_variant, False

@@ -13,6 +13,7 @@ from scipy import stats
 
 from ml_api.experiments.values import Experiment
 from ml_api.stats import inference as st
+from ml_api.stats.cuped import CovariateSums, cuped_effect
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,30 @@ def _required_per_variant(experiment: Experiment, control: dict) -> int | None:
     return math.ceil(2 * (z * sd / mde) ** 2)
 
 
+def _cuped(experiment: Experiment, exposures: dict[str, int],
+           covariates: dict[str, CovariateSums] | None, name: str) -> dict:
+    """The comparison adjusted for the uids' pre-exposure covariate, when every exposed uid
+    of both variants came with one."""
+    control = experiment.control.name
+    if not covariates or not any(c.n for c in covariates.values()):
+        return {"applied": False, "reason": "no covariates were sent"}
+    missing = sum(exposures.get(v, 0) - covariates.get(v, CovariateSums()).n
+                  for v in (control, name))
+    if missing:
+        return {"applied": False, "reason": f"{missing} exposed uids came without a covariate"}
+    effect = cuped_effect(covariates[control], covariates[name], experiment.setting("alpha"),
+                          experiment.setting("tau") or experiment.setting("mde"))
+    if effect is None:
+        return {"applied": False, "reason": "the covariate does not vary"}
+    return {"applied": True, **effect}
+
+
 def experiment_results(experiment: Experiment, exposures: dict[str, int],
-                       expected: dict[str, float], sums: dict[str, MetricSums]) -> dict:
+                       expected: dict[str, float], sums: dict[str, MetricSums],
+                       covariates: dict[str, CovariateSums] | None = None) -> dict:
     """The whole results document of an experiment from its counters: per-variant
-    summaries, comparisons against the control, the sample-ratio check, sample size, decision."""
+    summaries, comparisons against the control (each also adjusted for a covariate with
+    CUPED when every uid came with one), the sample-ratio check, sample size, decision."""
     alpha = experiment.setting("alpha")
     names = [v.name for v in experiment.variants]
     summaries = {name: _summary(exposures.get(name, 0), sums.get(name, MetricSums()), alpha)
@@ -106,13 +127,20 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
 
     comparable = [n for n in names[1:]
                   if summaries[n]["exposures"] > 1 and control["exposures"] > 1]
-    comparisons = {n: _comparison(control, summaries[n], experiment) for n in comparable}
+    comparisons = {n: {**_comparison(control, summaries[n], experiment),
+                       "cuped": _cuped(experiment, exposures, covariates, n)}
+                   for n in comparable}
     if comparisons:
         fixed_adj = st.holm([c["fixed_horizon"]["p_value"] for c in comparisons.values()])
         seq_adj = st.holm([c["sequential"]["p_value"] for c in comparisons.values()])
         for comparison, f, s in zip(comparisons.values(), fixed_adj, seq_adj):
             comparison["fixed_horizon"]["p_value_adjusted"] = f
             comparison["sequential"]["p_value_adjusted"] = s
+        if all(c["cuped"]["applied"] for c in comparisons.values()):
+            cuped_adj = st.holm([c["cuped"]["sequential"]["p_value"]
+                                 for c in comparisons.values()])
+            for comparison, adjusted in zip(comparisons.values(), cuped_adj):
+                comparison["cuped"]["sequential"]["p_value_adjusted"] = adjusted
 
     srm_p = None if experiment.strategy == "shadow" else st.srm_pvalue(
         [exposures.get(n, 0) for n in names], [expected.get(n, 0.0) for n in names])
@@ -144,23 +172,31 @@ def decide(experiment: Experiment, summaries: dict, comparisons: dict, srm_p: fl
     alpha = experiment.setting("alpha")
     control = experiment.control.name
     if srm_p is not None and srm_p < SRM_THRESHOLD:
-        return {"outcome": "sample_ratio_mismatch", "winner": None,
+        return {"outcome": "sample_ratio_mismatch", "winner": None, "test": None,
                 "message": f"sample ratio mismatch (p = {srm_p:.2g}): do not trust these results"}
-    significant = {n: c for n, c in comparisons.items()
-                   if c["sequential"]["p_value_adjusted"] <= alpha}
-    better = {n: c for n, c in significant.items() if c["lift"]["absolute"] > 0}
+    cuped = bool(comparisons) and all(c["cuped"]["applied"] for c in comparisons.values())
+    used = "CUPED-adjusted sequential test" if cuped else "sequential test"
+
+    def p_value(c):
+        return (c["cuped"] if cuped else c)["sequential"]["p_value_adjusted"]
+
+    def effect(c):
+        return c["cuped"]["adjusted"]["estimate"] if cuped else c["lift"]["absolute"]
+
+    significant = {n: c for n, c in comparisons.items() if p_value(c) <= alpha}
+    better = {n: c for n, c in significant.items() if effect(c) > 0}
     if better:
-        winner = max(better, key=lambda n: better[n]["lift"]["absolute"])
-        return {"outcome": "winner", "winner": winner,
-                "message": f"{winner} wins against {control} (sequential test, Holm-adjusted)"}
+        winner = max(better, key=lambda n: effect(better[n]))
+        return {"outcome": "winner", "winner": winner, "test": used,
+                "message": f"{winner} wins against {control} ({used}, Holm-adjusted)"}
     if significant and len(significant) == len(comparisons):
-        return {"outcome": "winner", "winner": control,
-                "message": f"{control} wins: every challenger is significantly worse"}
+        return {"outcome": "winner", "winner": control, "test": used,
+                "message": f"{control} wins: every challenger is significantly worse ({used})"}
     sizes = [summaries[n]["exposures"] for n in summaries]
     if required and min(sizes) >= required:
-        return {"outcome": "no_significant_difference", "winner": None,
+        return {"outcome": "no_significant_difference", "winner": None, "test": used,
                 "message": "the planned sample size is reached without a significant difference"}
-    return {"outcome": "keep_running", "winner": None,
+    return {"outcome": "keep_running", "winner": None, "test": used,
             "message": "not enough evidence yet; keep running"}
 
 

@@ -1,0 +1,67 @@
+"""The statements written on every new uid and every outcome, built once with bound
+parameters and executed with a dict of values: building a statement such as the counter
+update from its columns and operators costs more CPU than executing it."""
+from __future__ import annotations
+
+import functools
+
+from sqlalchemy import Float, bindparam, case, insert, select, update
+
+from ml_api.records.schema import Exposure, Outcome, UserMetric, VariantCounter, VariantMetric
+
+_exposures = Exposure.__table__
+_counters = VariantCounter.__table__
+_outcomes = Outcome.__table__
+_user_metrics = UserMetric.__table__
+_variant_metrics = VariantMetric.__table__
+
+# Bound parameters are named p_*: SQLAlchemy keeps columns' own names for its SET and VALUES.
+INSERT_EXPOSURE = insert(_exposures)
+FIND_EXPOSURE = select(_exposures.c.variant, _exposures.c.covariate).where(
+    _exposures.c.experiment_id == bindparam("p_experiment"),
+    _exposures.c.uid == bindparam("p_uid"))
+INSERT_OUTCOME = insert(_outcomes)
+INSERT_USER_METRIC = insert(_user_metrics)
+INSERT_VARIANT_METRIC = insert(_variant_metrics)
+_USER_METRIC_KEY = (_user_metrics.c.experiment_id == bindparam("p_experiment"),
+                    _user_metrics.c.uid == bindparam("p_uid"),
+                    _user_metrics.c.metric == bindparam("p_metric"))
+LOCK_USER_METRIC = select(_user_metrics.c.total).where(*_USER_METRIC_KEY).with_for_update()
+ADD_USER_METRIC = update(_user_metrics).where(*_USER_METRIC_KEY).values(
+    total=_user_metrics.c.total + bindparam("p_value", type_=Float),
+    events=_user_metrics.c.events + 1)
+ADD_VARIANT_METRIC = update(_variant_metrics).where(
+    _variant_metrics.c.experiment_id == bindparam("p_experiment"),
+    _variant_metrics.c.variant == bindparam("p_variant"),
+    _variant_metrics.c.metric == bindparam("p_metric"),
+    _variant_metrics.c.shard == bindparam("p_shard"),
+).values(users=_variant_metrics.c.users + bindparam("p_users"),
+         events=_variant_metrics.c.events + bindparam("p_events"),
+         total=_variant_metrics.c.total + bindparam("p_total", type_=Float),
+         total_sq=_variant_metrics.c.total_sq + bindparam("p_total_sq", type_=Float),
+         covariate_total=_variant_metrics.c.covariate_total
+         + bindparam("p_covariate_total", type_=Float),
+         covariate_converting=_variant_metrics.c.covariate_converting
+         + bindparam("p_covariate_converting", type_=Float))
+
+
+@functools.lru_cache(maxsize=32)
+def counter_update(variants: int):
+    """The counter update of a new uid's shard in an experiment of this many variants: one
+    more exposure for the uid's variant (p_variant), with its covariate's sums when it has
+    one (p_has_covariate, p_covariate, p_covariate_sq), and each variant's share of new uids
+    (p_name_i, p_share_i) added to its expected count, for the SRM check."""
+    shares = [(_counters.c.variant == bindparam(f"p_name_{i}"),
+               bindparam(f"p_share_{i}", type_=Float)) for i in range(variants)]
+    mine = _counters.c.variant == bindparam("p_variant")
+    return update(_counters).where(
+        _counters.c.experiment_id == bindparam("p_experiment"),
+        _counters.c.shard == bindparam("p_shard"),
+    ).values(exposures=_counters.c.exposures + case((mine, 1), else_=0),
+             expected=_counters.c.expected + case(*shares, else_=0.0),
+             covariates=_counters.c.covariates
+             + case((mine, bindparam("p_has_covariate")), else_=0),
+             covariate_sum=_counters.c.covariate_sum
+             + case((mine, bindparam("p_covariate", type_=Float)), else_=0.0),
+             covariate_sq=_counters.c.covariate_sq
+             + case((mine, bindparam("p_covariate_sq", type_=Float)), else_=0.0))
