@@ -7,7 +7,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from ml_api.stats.inference import msprt_pvalue_array
+from ml_api.stats.cuped import CovariateSums, cuped_effect
+from ml_api.stats.inference import msprt, msprt_pvalue_array
+
+SUMS = ("y", "y2", "x", "x2", "xy")  # CovariateSums' fields after n
 
 
 def run_aa_study(experiments: int = 500, users_per_arm: int = 10_000, look_every: int = 100,
@@ -38,3 +41,45 @@ def run_aa_study(experiments: int = 500, users_per_arm: int = 10_000, look_every
         "naive_peeking_false_positive_rate": float(naive_any.mean()),
         "naive_single_look_false_positive_rate": float(naive_final.mean()),
     }
+
+
+def _cumulative(values: np.ndarray, look_every: int) -> np.ndarray:
+    """Running sums at every look: (experiments, users) -> (experiments, looks)."""
+    experiments, users = values.shape
+    return values.reshape(experiments, users // look_every, look_every).sum(axis=2).cumsum(axis=1)
+
+
+def run_cuped_study(experiments: int = 300, users_per_arm: int = 4_000, look_every: int = 100,
+                    effect: float = 0.0, rho: float = 0.7, alpha: float = 0.05,
+                    tau: float = 0.1, seed: int = 20261202) -> dict:
+    """The mSPRT on the plain and on the CUPED-adjusted difference, looked at every
+    `look_every` users per arm. Each user's metric is rho * x + noise (unit variance) plus
+    `effect` in the treatment arm, x its pre-exposure covariate. With effect 0 the rates are
+    false positives; otherwise they are the power, and `mean_users_to_detect` the users per
+    arm at the first rejection (experiments that never reject count as users_per_arm)."""
+    rng = np.random.default_rng(seed)
+    looks = users_per_arm // look_every
+    n = np.arange(1, looks + 1) * look_every
+    arms = []
+    for shift in (0.0, effect):
+        x = rng.normal(size=(experiments, users_per_arm))
+        y = rho * x + np.sqrt(1 - rho * rho) * rng.normal(size=x.shape) + shift
+        arms.append({name: _cumulative(v, look_every) for name, v in
+                     zip(SUMS, (y, y * y, x, x * x, x * y))})
+    plain = np.empty((experiments, looks), dtype=bool)
+    cuped = np.empty((experiments, looks), dtype=bool)
+    for e in range(experiments):  # the service's own computation, look by look
+        for k in range(looks):
+            control, treatment = (CovariateSums(int(n[k]), *(a[s][e, k] for s in SUMS))
+                                  for a in arms)
+            effect_now = cuped_effect(control, treatment, alpha, tau)
+            plain[e, k] = msprt(effect_now["unadjusted"]["estimate"],
+                                effect_now["unadjusted"]["variance"], tau, alpha)[0] < alpha
+            cuped[e, k] = effect_now["sequential"]["p_value"] < alpha
+    result = {"experiments": experiments, "users_per_arm": users_per_arm, "looks": looks,
+              "effect": effect, "rho": rho, "alpha": alpha, "tau": tau}
+    for name, rejected in (("plain", plain), ("cuped", cuped)):
+        first = np.where(rejected.any(axis=1), rejected.argmax(axis=1), looks - 1)
+        result[f"{name}_rejection_rate"] = float(rejected.any(axis=1).mean())
+        result[f"{name}_mean_users_to_detect"] = float(n[first].mean())
+    return result
