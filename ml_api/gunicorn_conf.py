@@ -90,9 +90,9 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     """A worker that stops (deploy, restart, SIGTERM) first writes out what it holds only in
-    memory: the events and metrics of its last requests (up to a shipper wake-up's worth:
-    without this, a stop right after a burst lost all of them), its health counts, its
-    queued shadow predictions."""
+    memory: the events and metrics of its last requests (up to a shipper wake-up's worth,
+    which a stop right after a burst would otherwise lose), its per-variant traffic counts,
+    its queued shadow predictions."""
     app = getattr(worker, "wsgi", None)
     services = getattr(app, "extensions", {}).get("ml_api")
     if services is not None:  # the benchmark's bare app has none

@@ -91,11 +91,11 @@ def test_body_limit_under_gunicorn_with_and_without_a_content_length(embedded_se
     assert sum(services.exposures.exposure_counts(experiment.id).values()) == 3
 
 
-def test_a_stopping_worker_writes_out_its_last_requests_events_and_health(
+def test_a_stopping_worker_writes_out_its_last_requests_events_and_traffic(
         embedded_settings, tmp_path):
     """Stopped right after a few requests (fewer than a publishing batch, before the
     shipper's wake-up), a worker still writes their events, its metric window and its
-    health counts (the supervisor, which would write those, is off here) before it exits."""
+    traffic counts (the supervisor, which would write those, is off here) before it exits."""
     log = tmp_path / "g.log"
     with Gunicorn(settings_env(embedded_settings), workers=1, log_path=log) as server, \
             requests.Session() as session:
