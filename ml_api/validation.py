@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
-from ml_api.errors import InvalidExperiment, InvalidFeatures, InvalidRequest
+from ml_api.errors import InvalidExperiment, InvalidRequest
 from ml_api.experiments.values import DEFAULT_SETTINGS, STRATEGIES
 
 MAX_UID_LENGTH = 256
@@ -88,7 +88,8 @@ def parse_experiment_name(body: dict) -> str | None:
 
 
 def parse_predict_request(body) -> PredictRequest:
-    """A /predict body checked into a PredictRequest (feature_row checks it for a model)."""
+    """A /predict body checked into a PredictRequest (serving.prediction.feature_row then
+    checks the features against the model)."""
     body = require_object(body)
     uid = parse_uid(body)
     experiment = parse_experiment_name(body)
@@ -106,31 +107,6 @@ def parse_predict_request(body) -> PredictRequest:
     if (covariate := body.get("covariate")) is not None:
         covariate = float(finite_number(covariate, "covariate", error=InvalidRequest))
     return PredictRequest(uid, features, experiment, covariate)
-
-
-def feature_row(features: list | dict, names: Sequence[str]) -> list[float]:
-    """The features in the model's order, or InvalidFeatures (wrong count, names, non-finite)."""
-    if isinstance(features, dict):
-        missing = [n for n in names if n not in features]
-        known = set(names)
-        unknown = [k for k in features if k not in known]
-        if missing or unknown:
-            raise InvalidFeatures("feature names do not match the model",
-                                  details={"missing": missing, "unknown": unknown[:20]})
-        row = [features[n] for n in names]
-    else:
-        if len(features) != len(names):
-            raise InvalidFeatures(f"expected {len(names)} features, got {len(features)}",
-                                  details={"feature_names": list(names)})
-        row = features
-    try:
-        row = list(map(float, row))
-    except OverflowError:  # an integer literal too large for a double
-        row = [math.inf]
-    # Only a non-finite sum (a NaN, an infinity, or an overflow) needs a look at each value.
-    if not math.isfinite(sum(row)) and not all(map(math.isfinite, row)):
-        raise InvalidFeatures("features must be finite numbers (no NaN or Infinity)")
-    return row
 
 
 class FeedbackRequest(NamedTuple):
@@ -177,6 +153,17 @@ def validate_canary(canary) -> dict:
             "min_requests": int(setting("min_requests", 100, 0))}
 
 
+def validate_guardrails(guardrails) -> list[dict]:
+    """[{metric, worse: "higher" or "lower", tolerance >= 0}, ...], checked."""
+    if not isinstance(guardrails, list) or not all(isinstance(g, dict) for g in guardrails) \
+            or not all(g.get("worse") in ("higher", "lower") for g in guardrails):
+        raise InvalidExperiment("'guardrails' must list {metric, worse: higher or lower, "
+                                "tolerance}")
+    return [{"metric": metric_name(g, InvalidExperiment), "worse": g["worse"],
+             "tolerance": finite_number(g.get("tolerance", 0), "guardrails.tolerance", 0)}
+            for g in guardrails]
+
+
 def validate_settings(body: dict, n_variants: int) -> dict:
     """The experiment settings present in body, checked; unknown keys are not looked at."""
     checks = {
@@ -191,6 +178,7 @@ def validate_settings(body: dict, n_variants: int) -> dict:
         "epsilon": lambda v: finite_number(v, "epsilon", 0, 1),
         "min_share": lambda v: finite_number(v, "min_share", 0, 1 / n_variants),
         "canary": lambda v: None if v is None else validate_canary(v),
+        "guardrails": lambda v: None if v is None else validate_guardrails(v),
     }
     settings = {}
     for key, check in checks.items():

@@ -85,6 +85,7 @@ def valid_bodies():
                  "salt": "s", "metric_type": "conversion", "alpha": 0.05,
                  "min_sample_size": 10, "max_duration_hours": None, "auto_stop": False,
                  "mde": 0.02, "epsilon": 0.1, "min_share": 0.05,
+                 "guardrails": [{"metric": "cancellation", "worse": "higher", "tolerance": 0}],
                  "variants": [{"name": "a", "model": "logreg@1", "weight": 1},
                               {"name": "b", "model": "gboost@1", "weight": 1}]}
     return [

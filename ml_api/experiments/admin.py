@@ -29,6 +29,7 @@ from ml_api.records.exposures import ExposureStore
 from ml_api.records.shadow import ShadowStore
 from ml_api.records.snapshots import SnapshotStore
 from ml_api.serving.registry import ModelRegistry
+from ml_api.stats.guardrails import guardrail_checks
 from ml_api.stats.results import effect_over_time, experiment_results
 from ml_api.validation import (
     PATCH_KEYS,
@@ -110,6 +111,9 @@ class ExperimentAdmin:
             experiment.id, experiment.metric,
             conversion=experiment.setting("metric_type") == "conversion")
         results = experiment_results(experiment, exposures, expected, sums, covariates)
+        guarded = {g["metric"] for g in experiment.setting("guardrails") or []}
+        results["guardrails"] = guardrail_checks(experiment, exposures, {
+            metric: self._exposures.metric_sums(experiment.id, metric) for metric in guarded})
         if experiment.strategy == "shadow":
             results["shadow"] = self._shadow_report(experiment)
         return results

@@ -10,6 +10,8 @@ ConcurrentChange and look again next tick).
 - canary: raise the challenger to the next ramp step after hold_seconds with its guards
   holding; roll back (promote the control) as soon as its error rate or p99 latency crosses
   a guard.
+- guardrails (any experiment): roll back as soon as a challenger makes a guardrail metric
+  worse than its tolerance, by the always-valid test of stats/guardrails.py.
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ class ExperimentSupervisor:
                 continue
             self._snapshot(experiment, now)
             try:
-                action = self._auto_stop(experiment, now)
+                action = self._guardrails(experiment) or self._auto_stop(experiment, now)
                 if action is None and experiment.strategy == "canary":
                     action = self._canary(experiment, now)
             except Conflict:
@@ -83,6 +85,22 @@ class ExperimentSupervisor:
         sums = self._exposures.metric_sums(experiment.id, experiment.metric)
         self._snapshots.take(experiment.id, minute, exposures, sums)
         self._snapshotted[experiment.id] = minute
+
+    def _guardrails(self, experiment: Experiment) -> str | None:
+        """Roll back to the control as soon as a challenger breaches a guardrail."""
+        if not experiment.setting("guardrails"):
+            return None
+        breached = [c for c in self._admin.results(experiment.name)["guardrails"]
+                    if c["breached"]]
+        if not breached:
+            return None
+        reason = "; ".join(
+            f"guardrail {c['metric']} crossed: {c['variant']} is worse ({c['worse']}) by "
+            f"{c['harm']:.4g}, at least {c['harm_ci'][0]:.4g}, past the tolerance "
+            f"{c['tolerance']:g}" for c in breached)
+        self._admin.promote(experiment.name, {"variant": experiment.control.name}, ACTOR,
+                            reason=reason, action="guardrail_rollback")
+        return f"rolled back: {reason}"
 
     def _auto_stop(self, experiment: Experiment, now: datetime) -> str | None:
         if not experiment.setting("auto_stop"):

@@ -22,6 +22,7 @@ DEFAULT_SETTINGS = {
     "epsilon": 0.1,                 # epsilon_greedy exploration share
     "min_share": 0.05,              # bandits: smallest share any arm keeps
     "canary": None,                 # canary ramp: steps, hold_seconds, guards (see supervisor.py)
+    "guardrails": None,             # [{metric, worse, tolerance}] (see stats/guardrails.py)
 }
 
 

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from ml_api.assignment.sticky import StickyAssigner
 from ml_api.errors import (
     ApiError,
     AssignmentUnconfirmed,
     BackendUnavailable,
+    InvalidFeatures,
     ModelFailure,
     ServiceUnavailable,
     with_event_fields,
@@ -19,9 +21,34 @@ from ml_api.experiments.catalog import ExperimentCatalog
 from ml_api.experiments.shadow import ShadowRunner
 from ml_api.experiments.traffic import TrafficRecorder
 from ml_api.serving.registry import ModelRegistry
-from ml_api.validation import PredictRequest, feature_row
+from ml_api.validation import PredictRequest
 
 log = logging.getLogger(__name__)
+
+
+def feature_row(features: list | dict, names: Sequence[str]) -> list[float]:
+    """The features in the model's order, or InvalidFeatures (wrong count, names, non-finite)."""
+    if isinstance(features, dict):
+        missing = [n for n in names if n not in features]
+        known = set(names)
+        unknown = [k for k in features if k not in known]
+        if missing or unknown:
+            raise InvalidFeatures("feature names do not match the model",
+                                  details={"missing": missing, "unknown": unknown[:20]})
+        row = [features[n] for n in names]
+    else:
+        if len(features) != len(names):
+            raise InvalidFeatures(f"expected {len(names)} features, got {len(features)}",
+                                  details={"feature_names": list(names)})
+        row = features
+    try:
+        row = list(map(float, row))
+    except OverflowError:  # an integer literal too large for a double
+        row = [math.inf]
+    # Only a non-finite sum (a NaN, an infinity, or an overflow) needs a look at each value.
+    if not math.isfinite(sum(row)) and not all(map(math.isfinite, row)):
+        raise InvalidFeatures("features must be finite numbers (no NaN or Infinity)")
+    return row
 
 
 class PredictionResult(NamedTuple):
