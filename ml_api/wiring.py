@@ -71,6 +71,8 @@ class Services:
         database; kept for a later flush if it is down), and the pending request records
         as events and metrics. Each step bounded by `timeout`."""
         self.supervisor.stop()
+        if self.relay is not None:
+            self.relay.stop()
         try:
             self.shadow.drain(timeout)
         except TimeoutError:

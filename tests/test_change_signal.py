@@ -74,3 +74,31 @@ def test_a_start_through_one_worker_is_seen_by_the_other_at_once(real_settings, 
         results = requests.get(f"{server.url}/experiments/signalled/results",
                                headers=admin_headers).json()
         assert sum(v["exposures"] for v in results["variants"]) == 40, results
+
+
+def test_a_relayed_change_reaches_another_host_and_the_listener_stops(tmp_path, redis_prefix):
+    """Two hosts' signals relayed over the real Redis: a notify on one moves the other's,
+    and stop() ends the listener's thread within its poll interval."""
+    import threading
+    import time
+
+    from ml_api.experiments.change_signal import POLL_SECONDS, RelayedSignal
+    from tests.conftest import REDIS_URL
+
+    channel = f"{redis_prefix}changes"
+    here = RelayedSignal(ChangeSignal(tmp_path / "here.changes"), REDIS_URL, channel)
+    there = RelayedSignal(ChangeSignal(tmp_path / "there.changes"), REDIS_URL, channel)
+    there.start()
+    deadline = time.monotonic() + 5
+    while there.value() == 0 and time.monotonic() < deadline:  # subscribed: it reloads once
+        time.sleep(0.01)
+    before = there.value()
+    here.notify()
+    while there.value() == before and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert there.value() > before
+    listeners = [t for t in threading.enumerate() if t.name == "change-relay"]
+    there.stop()
+    for thread in listeners:
+        thread.join(timeout=POLL_SECONDS + 2)
+    assert not any(t.is_alive() for t in listeners)

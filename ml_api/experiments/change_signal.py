@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _SIZE = 8
 _VALUE = struct.Struct("<Q")
+POLL_SECONDS = 0.5  # how often the relay's listener looks whether it should stop
 
 
 class ChangeSignal:
@@ -78,7 +79,6 @@ class RelayedSignal:
         self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5,
                                             socket_timeout=0.5)
         self._stopping = threading.Event()
-        self._pubsub = None
 
     def value(self) -> int:
         return self._local.value()
@@ -96,22 +96,27 @@ class RelayedSignal:
         threading.Thread(target=self._listen, name="change-relay", daemon=True).start()
 
     def stop(self) -> None:
+        """Stop listening: the listener sees it within POLL_SECONDS and disconnects."""
         self._stopping.set()
-        if self._pubsub is not None:
-            self._pubsub.close()
 
     def _listen(self) -> None:
         while not self._stopping.is_set():
+            pubsub = None
             try:
                 client = redis.Redis.from_url(self._url, socket_connect_timeout=1,
                                               health_check_interval=10)
-                self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-                self._pubsub.subscribe(self._channel)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self._channel)
                 # Messages may have been missed while not subscribed: reload once.
                 self._local.notify()
-                for _message in self._pubsub.listen():
-                    self._local.notify()
-            # stop() closes the connection under listen(), which surfaces as any of these.
-            except (redis.RedisError, OSError, ValueError, AttributeError):
+                while not self._stopping.is_set():
+                    # Returns as soon as a message arrives; the timeout only bounds how
+                    # long a stop() waits.
+                    if pubsub.get_message(timeout=POLL_SECONDS) is not None:
+                        self._local.notify()
+            except (redis.RedisError, OSError):
                 if not self._stopping.wait(1.0):
                     log.info("change relay reconnecting to Redis")
+            finally:
+                if pubsub is not None:
+                    pubsub.close()
