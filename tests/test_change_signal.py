@@ -88,6 +88,7 @@ def test_a_relayed_change_reaches_another_host_and_the_listener_stops(tmp_path, 
     channel = f"{redis_prefix}changes"
     here = RelayedSignal(ChangeSignal(tmp_path / "here.changes"), REDIS_URL, channel)
     there = RelayedSignal(ChangeSignal(tmp_path / "there.changes"), REDIS_URL, channel)
+    earlier = set(threading.enumerate())  # other tests' apps may run relays of their own
     there.start()
     deadline = time.monotonic() + 5
     while there.value() == 0 and time.monotonic() < deadline:  # subscribed: it reloads once
@@ -97,7 +98,8 @@ def test_a_relayed_change_reaches_another_host_and_the_listener_stops(tmp_path, 
     while there.value() == before and time.monotonic() < deadline:
         time.sleep(0.005)
     assert there.value() > before
-    listeners = [t for t in threading.enumerate() if t.name == "change-relay"]
+    listeners = [t for t in set(threading.enumerate()) - earlier if t.name == "change-relay"]
+    assert len(listeners) == 1
     there.stop()
     for thread in listeners:
         thread.join(timeout=POLL_SECONDS + 2)
