@@ -14,6 +14,7 @@ from ml_api.errors import (
     UnknownExperiment,
 )
 from ml_api.experiments.catalog import ExperimentCatalog
+from ml_api.experiments.strategies import with_live_weights
 from ml_api.experiments.values import (
     DEFAULT_SETTINGS,
     DRAFT,
@@ -100,15 +101,13 @@ class ExperimentAdmin:
         return self._store.audit_entries(self._load(name).id)
 
     def results(self, name: str) -> dict:
-        from ml_api.experiments.strategies import with_live_weights
-
         experiment = self._load(name)
         exposures, expected = self._exposures.exposure_counters(experiment.id)
         sums = self._exposures.metric_sums(experiment.id, experiment.metric)
         experiment = with_live_weights(experiment, exposures,
                                    {v: s.users for v, s in sums.items()})
         covariates = self._exposures.covariate_sums(
-            experiment.id, experiment.metric,
+            experiment.id, experiment.metric, sums,
             conversion=experiment.setting("metric_type") == "conversion")
         results = experiment_results(experiment, exposures, expected, sums, covariates)
         guarded = {g["metric"] for g in experiment.setting("guardrails") or []}

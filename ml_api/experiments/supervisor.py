@@ -66,7 +66,11 @@ class ExperimentSupervisor:
                 continue
             self._snapshot(experiment, now)
             try:
-                action = self._guardrails(experiment) or self._auto_stop(experiment, now)
+                # One read of the results serves both checks that need them.
+                needed = experiment.setting("guardrails") or experiment.setting("auto_stop")
+                results = self._admin.results(experiment.name) if needed else None
+                action = (self._guardrails(experiment, results)
+                          or self._auto_stop(experiment, now, results))
                 if action is None and experiment.strategy == "canary":
                     action = self._canary(experiment, now)
             except Conflict:
@@ -86,12 +90,11 @@ class ExperimentSupervisor:
         self._snapshots.take(experiment.id, minute, exposures, sums)
         self._snapshotted[experiment.id] = minute
 
-    def _guardrails(self, experiment: Experiment) -> str | None:
+    def _guardrails(self, experiment: Experiment, results: dict | None) -> str | None:
         """Roll back to the control as soon as a challenger breaches a guardrail."""
         if not experiment.setting("guardrails"):
             return None
-        breached = [c for c in self._admin.results(experiment.name)["guardrails"]
-                    if c["breached"]]
+        breached = [c for c in results["guardrails"] if c["breached"]]
         if not breached:
             return None
         reason = "; ".join(
@@ -102,7 +105,8 @@ class ExperimentSupervisor:
                             reason=reason, action="guardrail_rollback")
         return f"rolled back: {reason}"
 
-    def _auto_stop(self, experiment: Experiment, now: datetime) -> str | None:
+    def _auto_stop(self, experiment: Experiment, now: datetime,
+                   results: dict | None) -> str | None:
         if not experiment.setting("auto_stop"):
             return None
         hours = experiment.setting("max_duration_hours")
@@ -111,7 +115,6 @@ class ExperimentSupervisor:
             reason = f"max_duration_hours ({hours}) reached"
             self._admin.transition(experiment.name, "stop", ACTOR, reason=reason)
             return f"stopped: {reason}"
-        results = self._admin.results(experiment.name)
         smallest = min(v["exposures"] for v in results["variants"])
         decision = results["decision"]
         if smallest >= experiment.setting("min_sample_size") and decision["outcome"] == "winner":

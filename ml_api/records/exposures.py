@@ -99,11 +99,11 @@ class ExposureStore:
                     Exposure.experiment_id == experiment_id).group_by(Exposure.variant))
             return {variant: count for variant, count in rows}
 
-    def covariate_sums(self, experiment_id: int, metric: str,
+    def covariate_sums(self, experiment_id: int, metric: str, sums: dict[str, MetricSums],
                        conversion: bool) -> dict[str, CovariateSums]:
         """Per variant, the sums CUPED needs, over the exposures that came with a covariate
         (n counts those; compare it with the exposures). y is the uid's conversion (0 or 1)
-        with `conversion`, else its total."""
+        with `conversion`, else its total; `sums` are the metric's, from metric_sums."""
         with translated("reading covariate counters"), self.engine.connect() as conn:
             counters = conn.execute(select(
                 VariantCounter.variant, func.sum(VariantCounter.covariates),
@@ -116,7 +116,6 @@ class ExposureStore:
                                          .where(VariantMetric.experiment_id == experiment_id,
                                                 VariantMetric.metric == metric)
                                          .group_by(VariantMetric.variant)).all())
-        sums = self.metric_sums(experiment_id, metric)
         y = {v: (s.users, s.users) if conversion else (s.total, s.total_sq)
              for v, s in sums.items()}
         return {v: CovariateSums(n=int(n or 0), y=y.get(v, (0, 0))[0], y2=y.get(v, (0, 0))[1],
