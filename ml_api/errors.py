@@ -3,7 +3,8 @@
     ApiError (500 internal_error)
     ├── ModelFailure (500 model_error)
     ├── InvalidRequest (400 invalid_request)
-    │   └── MalformedJSON (400 malformed_json)
+    │   ├── MalformedJSON (400 malformed_json)
+    │   └── InvalidLabelToken (400 invalid_label_token)
     ├── Unauthorized (401 unauthorized)
     ├── NotFound (404 not_found)
     │   ├── UnknownExperiment (404 unknown_experiment)
@@ -57,6 +58,10 @@ class InvalidRequest(ApiError):
 
 class MalformedJSON(InvalidRequest):
     code = "malformed_json"
+
+
+class InvalidLabelToken(InvalidRequest):
+    code = "invalid_label_token"
 
 
 class UnsupportedMediaType(ApiError):

@@ -28,6 +28,7 @@ class Settings:
     experiment_refresh_seconds: float = 2.0
     local_cache_max_entries: int = 1_000_000
     admin_token: str = ""
+    label_secret: str = ""
     supervisor_interval_seconds: float = 5.0
     logstash_host: str = ""
     logstash_port: int = 5044
@@ -70,6 +71,7 @@ class Settings:
                 env.get("LOCAL_CACHE_MAX_ENTRIES", base.local_cache_max_entries)
             ),
             admin_token=env.get("ADMIN_TOKEN", "").strip(),
+            label_secret=env.get("LABEL_SECRET", "").strip(),
             supervisor_interval_seconds=float(
                 env.get("SUPERVISOR_INTERVAL_SECONDS", base.supervisor_interval_seconds)),
             logstash_host=env.get("LOGSTASH_HOST", "").strip(),
@@ -93,6 +95,12 @@ class Settings:
         if self.dashboard_public is not None:
             return self.dashboard_public
         return self.ml_api_env == "development"
+
+    @property
+    def label_signing_secret(self) -> str:
+        """The key of label tokens: LABEL_SECRET, else ADMIN_TOKEN (neither leaks the other:
+        the key is a hash of it), else a development key; shared by every worker and host."""
+        return self.label_secret or self.admin_token or "development"
 
     def check(self) -> None:
         """Refuse settings that must not reach production."""

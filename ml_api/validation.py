@@ -118,14 +118,27 @@ class FeedbackRequest(NamedTuple):
     event_id: str | None
 
 
-def parse_feedback(body) -> FeedbackRequest:
-    """A /feedback body checked into a FeedbackRequest."""
+class LabelRequest(NamedTuple):
+    """A validated /feedback body carrying a prediction's true label."""
+    request_id: str
+    label: int  # 1: the positive class (the model's second) is the truth
+    token: str
+
+
+def parse_feedback(body) -> FeedbackRequest | LabelRequest:
+    """A /feedback body checked into a FeedbackRequest, or a LabelRequest if it has a label."""
     body = require_object(body)
+    if "label" in body:
+        label, request_id, token = body["label"], body.get("request_id"), body.get("label_token")
+        if label not in (0, 1) or type(label) is float:
+            raise InvalidRequest("'label' must be 0, 1, true or false")
+        for key, value, limit in (("request_id", request_id, 64), ("label_token", token, 1024)):
+            if not isinstance(value, str) or not 0 < len(value) <= limit:
+                raise InvalidRequest(f"'{key}' must be the {key} that /predict answered with")
+        return LabelRequest(request_id, int(label), token)
     uid, experiment = parse_uid(body), parse_experiment_name(body)
     metric = metric_name(body, InvalidRequest)
-    if not is_number(value := body.get("value", 1)):
-        raise InvalidRequest("'value' must be a number")
-    value = float(finite_number(value, "value", error=InvalidRequest))
+    value = float(finite_number(body.get("value", 1), "value", error=InvalidRequest))
     event_id = body.get("event_id")
     if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 128
                                  or not event_id.isprintable()):
@@ -175,6 +188,7 @@ def validate_settings(body: dict, n_variants: int) -> dict:
         "auto_stop": lambda v: v if isinstance(v, bool) else None,
         "mde": lambda v: finite_number(v, "mde", 0, low_open=True),
         "tau": lambda v: None if v is None else finite_number(v, "tau", 0, low_open=True),
+        "quality_tau": lambda v: finite_number(v, "quality_tau", 0, low_open=True),
         "epsilon": lambda v: finite_number(v, "epsilon", 0, 1),
         "min_share": lambda v: finite_number(v, "min_share", 0, 1 / n_variants),
         "canary": lambda v: None if v is None else validate_canary(v),
@@ -203,8 +217,7 @@ def parse_weights(items, known: set[str]) -> dict[str, float]:
 def parse_experiment_spec(body, registry) -> dict:
     """A new experiment's spec, its models looked up in `registry` (ModelRegistry)."""
     body = require_object(body)
-    unknown = sorted(set(body) - SPEC_KEYS)
-    if unknown:
+    if unknown := sorted(set(body) - SPEC_KEYS):
         raise InvalidExperiment(f"unknown fields: {', '.join(unknown)}")
     if not isinstance(name := body.get("name"), str) or not NAME.match(name):
         raise InvalidExperiment("'name' must be 1-64 letters, digits, '_', '.' or '-'")
@@ -227,12 +240,10 @@ def parse_experiment_spec(body, registry) -> dict:
         raise InvalidExperiment("weights must not all be zero")
     if len({registry.get(v["model"]).spec.feature_names for v in parsed}) != 1:
         raise InvalidExperiment("every variant's model must take the same features")
-    strategy = body.get("strategy", "hash")
-    if strategy not in STRATEGIES:
+    if (strategy := body.get("strategy", "hash")) not in STRATEGIES:
         raise InvalidExperiment(f"'strategy' must be one of {', '.join(STRATEGIES)}")
     metric = metric_name(body, InvalidExperiment)
-    salt = body.get("salt", name)
-    if not isinstance(salt, str) or not 0 < len(salt) <= 128:
+    if not isinstance(salt := body.get("salt", name), str) or not 0 < len(salt) <= 128:
         raise InvalidExperiment("'salt' must be a string of 1-128 characters")
     return {"name": name, "variants": parsed, "strategy": strategy, "metric": metric,
             "salt": salt, "settings": validate_settings(body, len(parsed))}

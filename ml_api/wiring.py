@@ -18,11 +18,13 @@ from ml_api.records.dead_letters import DeadLetters
 from ml_api.records.engine import make_engine, schema_is_current, upgrade_schema, utcnow
 from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore
+from ml_api.records.labels import LabelStore
 from ml_api.records.shadow import ShadowStore
 from ml_api.records.snapshots import SnapshotStore
 from ml_api.records.spool import Spool
 from ml_api.records.traffic import TrafficStore
 from ml_api.serving.feedback import OutcomeService
+from ml_api.serving.label_tokens import LabelSigner
 from ml_api.serving.prediction import PredictionService
 from ml_api.serving.registry import ModelRegistry, verify_all
 from ml_api.serving.training import CONTROL_KEY, VARIATION_KEY
@@ -44,6 +46,7 @@ class Services:
     registry: ModelRegistry
     store: ExperimentStore
     exposures: ExposureStore
+    labels: LabelStore
     shadow_records: ShadowStore
     cache: AssignmentCache | None
     catalog: ExperimentCatalog
@@ -133,6 +136,7 @@ def build_services(settings: Settings, ship_actions: bool = True) -> Services:
             "the database schema is missing or out of date: run `python -m ml_api init-db`")
     store, exposures, shadow_records = (ExperimentStore(engine), ExposureStore(engine),
                                         ShadowStore(engine))
+    labels, signer = LabelStore(engine), LabelSigner(settings.label_signing_secret)
     cache = build_shared_cache(settings)
     signal = ChangeSignal.beside(settings.spool_path)
     relay = (RelayedSignal(signal, settings.redis_url, f"{settings.redis_prefix}changes")
@@ -148,17 +152,17 @@ def build_services(settings: Settings, ship_actions: bool = True) -> Services:
     snapshots = SnapshotStore(engine)
     admin = ExperimentAdmin(store, exposures, shadow_records, registry, catalog,
                             on_action=request_events.action if ship_actions else None,
-                            snapshots=snapshots)
+                            snapshots=snapshots, labels=labels)
     return Services(
-        settings=settings, registry=registry, store=store, exposures=exposures,
+        settings=settings, registry=registry, store=store, exposures=exposures, labels=labels,
         shadow_records=shadow_records, cache=cache, catalog=catalog, assigner=assigner,
         prediction=PredictionService(catalog, assigner, registry, settings.default_experiment,
-                                     shadow, traffic),
+                                     shadow, traffic, signer),
         outcomes=OutcomeService(catalog, exposures, settings.default_experiment, assigner,
-                                spool),
+                                spool, labels, signer),
         admin=admin, shadow=shadow, traffic=traffic,
         supervisor=ExperimentSupervisor(store, exposures, admin, traffic, spool=spool,
-                                        snapshots=snapshots),
+                                        snapshots=snapshots, labels=labels),
         request_events=request_events, spool=spool, relay=relay,
     )
 

@@ -23,7 +23,7 @@ def test_predict_answers_with_the_groups_real_model(client, services):
     assert response.status_code == 200
     body = response.get_json()
     assert set(body) == {"request_id", "experiment", "group", "in_experiment", "model",
-                         "prediction", "score", "latency_ms"}
+                         "prediction", "score", "label_token", "latency_ms"}
     assert body["in_experiment"] is True
     assert body["experiment"] == "demo" and body["group"] in {"control", "variation"}
     expected_model = {"control": "logreg", "variation": "gboost"}[body["group"]]

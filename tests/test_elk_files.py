@@ -185,6 +185,9 @@ def emitted(embedded_settings):
     client = app.test_client()
     client.post("/predict", json={"uid": "u", "features": FEATURES})
     client.post("/feedback", json={"uid": "u", "event_id": "e1"})
+    answer = client.post("/predict", json={"uid": "u", "features": FEATURES}).get_json()
+    client.post("/feedback", json={"request_id": answer["request_id"], "label": 1,
+                                   "label_token": answer["label_token"]})
     client.post("/predict", json={"uid": "u", "features": [1]})
     token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     assert client.post("/experiments/demo/promote", json={"variant": "control"},

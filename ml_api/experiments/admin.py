@@ -27,10 +27,12 @@ from ml_api.experiments.values import (
 from ml_api.records.engine import utcnow
 from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore
+from ml_api.records.labels import LabelStore
 from ml_api.records.shadow import ShadowStore
 from ml_api.records.snapshots import SnapshotStore
 from ml_api.serving.registry import ModelRegistry
 from ml_api.stats.guardrails import guardrail_checks
+from ml_api.stats.model_quality import model_quality as quality_block
 from ml_api.stats.results import effect_over_time, experiment_results
 from ml_api.validation import (
     PATCH_KEYS,
@@ -56,9 +58,11 @@ class ExperimentAdmin:
     def __init__(self, store: ExperimentStore, exposures: ExposureStore,
                  shadow_records: ShadowStore, registry: ModelRegistry,
                  catalog: ExperimentCatalog, on_action: Callable[..., None] | None = None,
-                 snapshots: SnapshotStore | None = None):
+                 snapshots: SnapshotStore | None = None, labels: LabelStore | None = None):
         """`on_action(experiment=, action=, actor=, reason=, ...)` hears of every change;
-        `snapshots` are the counters over time that `history` reads."""
+        `snapshots` are the counters over time that `history` reads; `labels` the true
+        labels that model-quality results read."""
+        self._labels = labels
         self._store = store
         self._exposures = exposures
         self._shadow_records = shadow_records
@@ -100,7 +104,8 @@ class ExperimentAdmin:
     def audit(self, name: str) -> list[dict]:
         return self._store.audit_entries(self._load(name).id)
 
-    def results(self, name: str) -> dict:
+    def results(self, name: str, model_quality: bool = True) -> dict:
+        """Everything the results page shows; `model_quality=False` skips reading labels."""
         experiment = self._load(name)
         exposures, expected = self._exposures.exposure_counters(experiment.id)
         sums = self._exposures.metric_sums(experiment.id, experiment.metric)
@@ -113,8 +118,14 @@ class ExperimentAdmin:
         guarded = {g["metric"] for g in experiment.setting("guardrails") or []}
         results["guardrails"] = guardrail_checks(experiment, exposures, {
             metric: self._exposures.metric_sums(experiment.id, metric) for metric in guarded})
-        if experiment.strategy == "shadow":
+        shadow = experiment.strategy == "shadow"
+        if shadow:
             results["shadow"] = self._shadow_report(experiment)
+        if self._labels is not None and model_quality:
+            results["model_quality"] = quality_block(
+                experiment.control.name, self._labels.scored(experiment.id),
+                self._labels.paired(experiment.id) if shadow else None,
+                experiment.setting("quality_tau"), experiment.setting("alpha"))
         return results
 
     def history(self, name: str) -> list[dict]:

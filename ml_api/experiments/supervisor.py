@@ -28,6 +28,7 @@ from ml_api.experiments.values import Experiment
 from ml_api.records.engine import utcnow
 from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore
+from ml_api.records.labels import LabelStore
 from ml_api.records.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ class ExperimentSupervisor:
 
     def __init__(self, store: ExperimentStore, exposures: ExposureStore, admin: ExperimentAdmin,
                  traffic: TrafficRecorder, clock: Callable[[], datetime] = utcnow,
-                 spool=None, snapshots: SnapshotStore | None = None):
+                 spool=None, snapshots: SnapshotStore | None = None,
+                 labels: LabelStore | None = None):
         self._spool = spool
+        self._labels = labels
         self._snapshots = snapshots
         self._snapshotted: dict[int, datetime] = {}  # the last minute this worker wrote
         self._store = store
@@ -57,7 +60,7 @@ class ExperimentSupervisor:
         now = self._clock()
         actions = []
         if self._spool is not None:
-            replayed = self._spool.replay(self._exposures)
+            replayed = self._spool.replay(self._exposures, self._labels)
             if replayed:
                 actions.append(f"spool: {replayed} records written to the database")
         self._traffic.flush(now)
@@ -68,7 +71,8 @@ class ExperimentSupervisor:
             try:
                 # One read of the results serves both checks that need them.
                 needed = experiment.setting("guardrails") or experiment.setting("auto_stop")
-                results = self._admin.results(experiment.name) if needed else None
+                results = (self._admin.results(experiment.name, model_quality=False)
+                           if needed else None)
                 action = (self._guardrails(experiment, results)
                           or self._auto_stop(experiment, now, results))
                 if action is None and experiment.strategy == "canary":

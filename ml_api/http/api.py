@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 from ml_api.http.jsonio import json_response, read_json_body
 from ml_api.http.observability import event_fields, log_fields
 from ml_api.telemetry.request_log import round_ms
-from ml_api.validation import parse_feedback, parse_predict_request
+from ml_api.validation import LabelRequest, parse_feedback, parse_predict_request
 
 if TYPE_CHECKING:
     from ml_api.wiring import Services
@@ -47,11 +47,15 @@ def create_api(services: Services) -> Blueprint:
     @api.post("/feedback")
     def feedback() -> Response:
         feedback_request = parse_feedback(read_json_body(request, body_limit))
-        log_fields(uid=feedback_request.uid, experiment=feedback_request.experiment,
-                   metric=feedback_request.metric, value=feedback_request.value)
-        experiment, receipt = services.outcomes.record(feedback_request)
+        if labelled := isinstance(feedback_request, LabelRequest):
+            log_fields(request_id=feedback_request.request_id, label=feedback_request.label)
+            experiment, receipt = services.outcomes.record_label(feedback_request)
+        else:
+            log_fields(uid=feedback_request.uid, experiment=feedback_request.experiment,
+                       metric=feedback_request.metric, value=feedback_request.value)
+            experiment, receipt = services.outcomes.record(feedback_request)
         log_fields(experiment=experiment, group=receipt.variant, duplicate=receipt.duplicate,
-                   conversion_change=None if receipt.queued else receipt.converting)
+                   conversion_change=None if receipt.queued or labelled else receipt.converting)
         status = ("queued" if receipt.queued else "duplicate" if receipt.duplicate
                   else "accepted")
         return json_response({"status": status, "experiment": experiment,

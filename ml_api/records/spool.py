@@ -1,7 +1,7 @@
-"""A local, durable spool for records the database could not take: first exposures and
-outcomes accepted while MySQL is down are written here (fsync'd SQLite, shared by the
-workers of one host) and replayed when it returns. Replays are idempotent: exposures are
-insert-or-get, and every spooled outcome carries an event id.
+"""A local, durable spool for records the database could not take: first exposures,
+outcomes and labels accepted while MySQL is down are written here (fsync'd SQLite, shared by
+the workers of one host) and replayed when it returns. Replays are idempotent: exposures are
+insert-or-get, every spooled outcome carries an event id, and every label its request id.
 
 An outcome whose exposure the database does not know yet may be waiting in another host's
 spool: it is retried until `orphan_horizon` seconds after it was spooled, then moved to the
@@ -20,14 +20,15 @@ from pathlib import Path
 from ml_api.errors import StorageUnavailable, UnknownAssignment
 from ml_api.records.dead_letters import DeadLetters
 from ml_api.records.exposures import ExposureStore
+from ml_api.records.labels import LabelStore
 
 log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spooled (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,            -- 'exposure' or 'outcome'
-    payload TEXT NOT NULL          -- JSON arguments of the ExposureStore call
+    kind TEXT NOT NULL,            -- 'exposure', 'outcome' or 'label'
+    payload TEXT NOT NULL          -- JSON arguments of the store's call
 )
 """
 # Added later; a spool file written before them gets them with their defaults.
@@ -98,10 +99,16 @@ class Spool:
                               "value": value, "event_id": event_id})
         return event_id
 
+    def add_label(self, experiment_id: int, request_id: str, variant: str, score: float,
+                  label: int) -> None:
+        self._add("label", {"experiment_id": experiment_id, "request_id": request_id,
+                            "variant": variant, "score": score, "label": label})
+
     def pending(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM spooled").fetchone()[0]
 
-    def replay(self, exposures: ExposureStore, batch: int = 500) -> int:
+    def replay(self, exposures: ExposureStore, labels: LabelStore | None = None,
+               batch: int = 500) -> int:
         """Write spooled records to the database, oldest first; returns how many were done
         (written, or moved to the dead letters). Stops at the first database error (the rest
         waits for the next call)."""
@@ -119,6 +126,10 @@ class Spool:
                 try:
                     if kind == "exposure":
                         exposures.record_exposure(**args)
+                    elif kind == "label":
+                        if labels is None:
+                            continue
+                        labels.record(**args)
                     else:
                         exposures.record_outcome(**args)
                 except UnknownAssignment:

@@ -1,20 +1,32 @@
-"""The /feedback use case: an outcome attributed to the variant the uid was assigned."""
+"""The /feedback use case: an outcome attributed to the variant the uid was assigned, or the
+true label of one answered prediction."""
 from __future__ import annotations
 
 from ml_api.assignment.sticky import StickyAssigner
-from ml_api.errors import StorageUnavailable, UnknownAssignment, with_event_fields
+from ml_api.errors import (
+    InvalidLabelToken,
+    StorageUnavailable,
+    UnknownAssignment,
+    UnknownExperiment,
+    with_event_fields,
+)
 from ml_api.experiments.catalog import ExperimentCatalog
 from ml_api.records.exposures import ExposureStore, OutcomeReceipt
+from ml_api.records.labels import LabelStore
 from ml_api.records.spool import Spool
-from ml_api.validation import FeedbackRequest
+from ml_api.serving.label_tokens import LabelSigner
+from ml_api.validation import FeedbackRequest, LabelRequest
 
 
 class OutcomeService:
-    """The /feedback use case: attributes an outcome to the uid's group and records it,
-    spooling it while the database is down."""
+    """The /feedback use case: attributes an outcome to the uid's group, or a label to the
+    prediction its token names, and records it, spooling it while the database is down."""
 
     def __init__(self, catalog: ExperimentCatalog, exposures: ExposureStore,
-                 default_experiment: str, assigner: StickyAssigner, spool: Spool):
+                 default_experiment: str, assigner: StickyAssigner, spool: Spool,
+                 labels: LabelStore | None = None, signer: LabelSigner | None = None):
+        self._labels = labels
+        self._signer = signer
         self._catalog = catalog
         self._exposures = exposures
         self._default_experiment = default_experiment
@@ -41,3 +53,23 @@ class OutcomeService:
                                     request.event_id)
             receipt = OutcomeReceipt(group, duplicate=False, queued=True)
         return experiment.name, receipt
+
+    def record_label(self, request: LabelRequest) -> tuple[str, OutcomeReceipt]:
+        """(the experiment's name, what became of the label): stored with the variant and
+        score its token carries; once per request_id."""
+        if self._signer is None or self._labels is None:
+            raise InvalidLabelToken("this service does not take labels")
+        claim = self._signer.verify(request.token)
+        if claim.request_id != request.request_id:
+            raise InvalidLabelToken("'label_token' was issued for another request_id")
+        experiment = self._catalog.get(claim.experiment)
+        if experiment.id != claim.experiment_id:
+            raise UnknownExperiment(f"experiment {claim.experiment!r} was replaced since "
+                                    "this prediction")
+        args = (experiment.id, claim.request_id, claim.variant, claim.score, request.label)
+        try:
+            duplicate = self._labels.record(*args)
+        except StorageUnavailable:
+            self._spool.add_label(*args)
+            return experiment.name, OutcomeReceipt(claim.variant, duplicate=False, queued=True)
+        return experiment.name, OutcomeReceipt(claim.variant, duplicate=duplicate)

@@ -20,6 +20,7 @@ from ml_api.errors import (
 from ml_api.experiments.catalog import ExperimentCatalog
 from ml_api.experiments.shadow import ShadowRunner
 from ml_api.experiments.traffic import TrafficRecorder
+from ml_api.serving.label_tokens import LabelSigner
 from ml_api.serving.registry import ModelRegistry
 from ml_api.validation import PredictRequest
 
@@ -65,6 +66,7 @@ class PredictionResult(NamedTuple):
     model_latency_ms: float
     in_experiment: bool = True  # False: not running, everyone gets the serving variant
     first_exposure: bool = False  # this request gave the uid its group (for the event only)
+    label_token: str | None = None  # sent back to /feedback with the true label
 
     def to_dict(self) -> dict:
         return {
@@ -75,6 +77,7 @@ class PredictionResult(NamedTuple):
             "model": {"name": self.model_name, "version": self.model_version},
             "prediction": self.prediction,
             "score": self.score,
+            "label_token": self.label_token,
         }
 
 
@@ -84,13 +87,14 @@ class PredictionService:
 
     def __init__(self, catalog: ExperimentCatalog, assigner: StickyAssigner,
                  registry: ModelRegistry, default_experiment: str, shadow: ShadowRunner,
-                 traffic: TrafficRecorder):
+                 traffic: TrafficRecorder, labels: LabelSigner | None = None):
         self._catalog = catalog
         self._assigner = assigner
         self._registry = registry
         self._default_experiment = default_experiment
         self._shadow = shadow
         self._traffic = traffic
+        self._labels = labels
 
     def predict(self, request: PredictRequest) -> PredictionResult:
         """The prediction for this request. An error carries what its event can say
@@ -133,10 +137,14 @@ class PredictionService:
                 model_version=model.spec.version) from exc
         done = time.perf_counter()
         spec = model.spec
+        # 128 random bits without a syscall (random is reseeded in every forked worker).
+        request_id = f"{random.getrandbits(128):032x}"
+        token = (self._labels.issue(experiment.id, experiment.name, variant.name, score,
+                                     request_id)
+                 if running and model.binary and self._labels is not None else None)
         result = PredictionResult(
-            # 128 random bits without a syscall (random is reseeded in every forked worker).
-            f"{random.getrandbits(128):032x}", experiment.name, variant.name, spec.name,
-            spec.version, prediction, score, (done - model_started) * 1000, running, first)
+            request_id, experiment.name, variant.name, spec.name, spec.version, prediction,
+            score, (done - model_started) * 1000, running, first, token)
         if running:
             # Latency per variant for the canary guards and the results page.
             self._traffic.record(experiment.id, variant.name, (done - started) * 1000,

@@ -112,6 +112,8 @@ class LoadedModel:
         self._classes = [c.item() if hasattr(c, "item") else c for c in classes] if (
             classes is not None
         ) else None
+        # A score that a 0/1 label can be judged against (log-loss, Brier, AUC).
+        self.binary = self._has_proba and self._classes is not None and len(self._classes) == 2
 
     def predict(self, row: Sequence[float]) -> tuple[object, float | None]:
         """(prediction, score): score is the positive-class probability for a binary classifier,

@@ -2,7 +2,7 @@
 hands over."""
 from alembic import context
 
-from ml_api.records.schema import Base
+from ml_api.records.labels import Base  # the labels table joins schema.py's tables
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
