@@ -94,10 +94,10 @@ def test_a_token_is_refused_when_altered_or_signed_with_another_secret():
     signer = LabelSigner("one secret")
     token = signer.issue(1, "demo", "control", 0.25, "r" * 32)
     assert signer.verify(token).score == 0.25
-    forged = token.replace(token.split(".")[1], LabelSigner("x").issue(
-        1, "demo", "control", 0.99, "r" * 32).split(".")[1])
-    for bad in (forged, token[:-2], "l1.abc", "nonsense", LabelSigner("other").issue(
-            1, "demo", "control", 0.25, "r" * 32)):
+    forged = token.replace("0.25", "0.99")
+    for bad in (forged, token[:-2], token + "0", "l1|abc", "nonsense", "l1|\ud800|x",
+                "|" + token.rsplit("|", 1)[1], "l1|1|demo|control|0.25|" + "r" * 32 + "|ü",
+                LabelSigner("other").issue(1, "demo", "control", 0.25, "r" * 32)):
         with pytest.raises(InvalidLabelToken):
             signer.verify(bad)
 
@@ -144,7 +144,7 @@ def test_a_label_counts_once_and_a_bad_token_stores_nothing(client, services):
     refused = [
         {"request_id": answer["request_id"], "label": 1,
          "label_token": other.get_json()["label_token"]},  # another request's token
-        {"request_id": answer["request_id"], "label": 1, "label_token": "l1.e30.AAAA"},
+        {"request_id": answer["request_id"], "label": 1, "label_token": "l1|e30|AAAA"},
         {"request_id": answer["request_id"], "label": 2, "label_token": answer["label_token"]},
         {"request_id": answer["request_id"], "label": 0.5,
          "label_token": answer["label_token"]},
