@@ -5,9 +5,11 @@ import html.parser
 import pytest
 import requests
 
+from ml_api.serving.training import demo_dataset
 from tests.helpers import FEATURES, ROOT, Gunicorn, headless, settings_env
 
 OUTPUT = ROOT / "test-output"
+LABELLED = demo_dataset()  # features and true labels
 
 
 class Elements(html.parser.HTMLParser):
@@ -29,9 +31,13 @@ def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_head
     with Gunicorn(env, log_path=tmp_path / "g.log") as server:
         for i in range(120):
             uid = f"d{i}"
-            requests.post(f"{server.url}/predict", json={"uid": uid, "features": FEATURES})
+            answer = requests.post(f"{server.url}/predict", json={
+                "uid": uid, "features": [float(v) for v in LABELLED[0][i]]}).json()
             if i % 4 == 0:
                 requests.post(f"{server.url}/feedback", json={"uid": uid})
+            requests.post(f"{server.url}/feedback", json={  # the prediction's true label
+                "request_id": answer["request_id"], "label": int(LABELLED[1][i]),
+                "label_token": answer["label_token"]})
         api = requests.get(f"{server.url}/experiments/demo/results", headers=admin_headers).json()
         dom = headless(f"{server.url}/dashboard", tmp_path / "profile", "--dump-dom")
         OUTPUT.mkdir(exist_ok=True)
@@ -79,6 +85,14 @@ def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_head
     assert set(guards) == set(by_variant)
     counted = [a["data-error-rate"] for a in guards.values() if a["data-error-rate"]]
     assert counted and all(float(rate) == 0 for rate in counted)  # this worker's, at least
+    # model quality from the labels: each variant's log-loss as the results give it
+    quality = {a["data-variant"]: a for tag, a in parser.found
+               if tag == "tr" and "data-log-loss" in a}
+    assert set(quality) == set(api["model_quality"]["variants"]) == set(by_variant)
+    for name, row in quality.items():
+        assert float(row["data-log-loss"]) == pytest.approx(
+            api["model_quality"]["variants"][name]["log_loss"])
+    assert "log-loss vs control" in text
     assert shot.returncode == 0 and (OUTPUT / "dashboard.png").stat().st_size > 10_000
 
 
