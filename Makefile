@@ -57,8 +57,8 @@ test-fast: $(VENV)/.test-deps
 stack-test: $(VENV)/.test-deps
 	$(BIN)/python -m tests.stack.run
 
-# /predict against a bare endpoint, worker scaling, and results cost from 10^4 to 10^7
-# exposures (docs/performance.md).
+# /predict on four servers (full path, embedded default, bare scikit-learn, hello-world) with
+# returning and new uids, and results cost from 10^4 to 10^7 exposures (docs/performance.md).
 bench: $(VENV)/.test-deps services
 	$(BIN)/python -m load_test.bench $(BENCH_ARGS)
 	$(BIN)/python -m load_test.bench_results

@@ -1,12 +1,15 @@
-"""Benchmark: POST /predict through the full A/B path next to a bare Flask endpoint serving the
-same models, in one run on this machine, on the real Redis and MariaDB.
+"""Benchmark: POST /predict on four servers side by side, in one run on this machine.
 
-    python -m load_test.bench [--duration 8] [--rounds 7] [--connections 16]
+    python -m load_test.bench [--duration 8] [--rounds 3] [--connections 8]
 
-Each round runs bare and full back to back (alternating which goes first); a round's ratio
-compares two runs made seconds apart, so a slow spell on this shared machine hits both, and
-the summary takes the median over rounds of each figure and of each ratio. wrk drives the load
-(Debian package `wrk`, installed by this command when missing and running as root).
+The servers, each under gunicorn with the project's configuration: the full A/B path on the
+real Redis and MariaDB, the same on the embedded default (SQLite, in-process caches), a bare
+Flask endpoint calling scikit-learn's predict_proba on the same models, and a Flask
+hello-world. Each round runs every server back to back with returning uids, then with 10% of
+requests from new uids, in an order that rotates by round; then the full path with only new
+uids. Every ratio is the median over rounds of the ratio of two runs made seconds apart, so a
+slow spell on this shared machine hits both. wrk drives the load (Debian package `wrk`,
+installed by this command when missing and running as root).
 """
 from __future__ import annotations
 
@@ -36,7 +39,12 @@ from ml_api.validation import PredictRequest
 from ml_api.wiring import build_services, init_database
 
 WRK_SCRIPT = ROOT / "load_test" / "wrk_predict.lua"
-BARE_APP = "load_test.bare_app:create_bare_app()"
+LABELS = {"full": "full path (Redis + MariaDB)", "embedded": "embedded default (SQLite)",
+          "bare": "bare Flask + sklearn predict_proba", "hello": "Flask hello-world"}
+APPS = {"bare": "load_test.bare_app:create_bare_app()",
+        "hello": "load_test.bare_app:create_hello_app()"}
+MIXES = {"returning": 0.0, "10% new": 0.1}
+ALL_NEW = "all new"
 # In a valid run the busiest worker did at most this many times its even share of the work
 # (with 2 workers, 55% of their CPU): a more lopsided run leaves part of a core idle.
 BALANCE_FACTOR = 1.1
@@ -211,124 +219,175 @@ def summarise(runs: list[dict]) -> dict:
     }
 
 
-def paired_ratios(bare: list[dict], full: list[dict]) -> dict:
-    """Full over bare per round (the two runs of a round are adjacent in time), then medians."""
-    throughput = [f["rps"] / b["rps"] for b, f in zip(bare, full)]
-    p99 = [f["p99_us"] / b["p99_us"] for b, f in zip(bare, full)]
-    cpu = [f["worker_cpu_us"] / b["worker_cpu_us"] for b, f in zip(bare, full)]
-    return {"throughput": round(statistics.median(throughput), 3),
-            "p99": round(statistics.median(p99), 3),
-            "worker_cpu": round(statistics.median(cpu), 3),
-            "per_round": [{"throughput": round(t, 3), "p99": round(p, 3),
-                           "worker_cpu": round(c, 3)} for t, p, c in zip(throughput, p99, cpu)]}
+def paired_ratio(numerator: list[dict], denominator: list[dict], field: str) -> float:
+    """The median over rounds of one run's figure over another's (the two runs of a round
+    are seconds apart, so a slow spell of a shared machine hits both)."""
+    return round(statistics.median(n[field] / d[field]
+                                   for n, d in zip(numerator, denominator)), 3)
+
+
+def ratios(runs: dict[str, dict[str, list[dict]]]) -> dict:
+    """The ratios the targets are stated in, each the median of the rounds' ratios."""
+    result = {}
+    for mix in MIXES:
+        by_server = runs[mix]
+        result[mix] = {
+            "full_over_hello_throughput": paired_ratio(by_server["full"], by_server["hello"],
+                                                       "rps"),
+            "full_over_bare_p99": paired_ratio(by_server["full"], by_server["bare"], "p99_us"),
+            "embedded_over_full_p99": paired_ratio(by_server["embedded"], by_server["full"],
+                                                   "p99_us"),
+        }
+    result["all_new_over_returning_throughput"] = paired_ratio(
+        runs[ALL_NEW]["full"], runs["returning"]["full"], "rps")
+    return result
+
+
+# (where in the ratios, the bound, whether the ratio must be at least or at most it)
+TARGETS = [(("returning", "full_over_hello_throughput"), 0.8, "at least"),
+           (("returning", "full_over_bare_p99"), 1.3, "at most"),
+           (("10% new", "full_over_bare_p99"), 1.3, "at most"),
+           (("returning", "embedded_over_full_p99"), 1.5, "at most"),
+           (("10% new", "embedded_over_full_p99"), 1.5, "at most"),
+           (("all_new_over_returning_throughput",), 0.6, "at least")]
+
+
+def target_checks(summary_ratios: dict) -> list[dict]:
+    checks = []
+    for path, bound, sense in TARGETS:
+        value = summary_ratios
+        for key in path:
+            value = value[key]
+        met = value >= bound if sense == "at least" else value <= bound
+        checks.append({"ratio": " ".join(path), "value": value, "bound": bound,
+                       "sense": sense, "met": met})
+    return checks
 
 
 def print_table(summary: dict) -> None:
-    rows = summary["targets"]
-    print(f"\n{'endpoint':<34}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-          f"{'fails':>7}{'CPU us/req':>12}  RSS/worker MiB")
-    for name, row in rows.items():
-        print(f"{name:<34}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p95_ms']:>9.2f}"
-              f"{row['p99_ms']:>9.2f}{row['failures']:>7}{row['worker_cpu_us_per_request']:>12}"
-              f"  {row['rss_mib_per_worker']}")
-    ratios = summary["ratios"]
-    print(f"\nfull/bare, median over rounds: throughput {ratios['throughput']:.2f}x, "
-          f"p99 {ratios['p99']:.2f}x, worker CPU per request {ratios['worker_cpu']:.2f}x  "
-          f"({summary['config']})")
-    print("per round: " + ", ".join(f"{r['throughput']:.2f}x/{r['p99']:.2f}x"
-                                    for r in ratios["per_round"]))
-    full = rows["POST /predict (full A/B path)"]
-    print(f"warm-up runs: {summary['warm_up_runs']}; full path requests answered without "
-          f"the worker's memory tier (a Redis GET): {full['memory_tier_miss_share']:.2%}")
+    for mix, rows in summary["targets"].items():
+        print(f"\n{mix} uids{'':<27}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'fails':>7}"
+              f"{'CPU us/req':>12}  RSS/worker MiB")
+        for name, row in rows.items():
+            print(f"{LABELS[name]:<38}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
+                  f"{row['p99_ms']:>9.2f}{row['failures']:>7}"
+                  f"{row['worker_cpu_us_per_request']:>12}  {row['rss_mib_per_worker']}")
+    print(f"\nratios, median over {summary['rounds']} rounds ({summary['config']}):")
+    for check in summary["checks"]:
+        print(f"  {check['ratio']:<45}{check['value']:>7.2f}  target {check['sense']} "
+              f"{check['bound']}: {'met' if check['met'] else 'NOT met'}")
     for row in summary["scaling"]:
         print(f"full path, {row['workers']} worker(s): {row['rps']:.0f} req/s, "
               f"p99 {row['p99_ms']:.2f} ms, {row['failures']} failures")
 
 
+def wrk_env(args, run_id: str, new_share: float) -> dict[str, str]:
+    """A run's uids: the returning population, and new uids no earlier run has sent."""
+    return {"WRK_USERS": str(args.users), "WRK_RUN": run_id, "WRK_NEW_SHARE": str(new_share),
+            "WRK_NEW_RUN": f"{run_id}-{uuid.uuid4().hex[:8]}"}
+
+
+def measure(wrk: str, servers: dict[str, Gunicorn], args, run_id: str
+            ) -> dict[str, dict[str, list[dict]]]:
+    """Rounds of every server in each mix, back to back, in an order that rotates by round;
+    then the full path with only new uids."""
+    runs: dict[str, dict[str, list[dict]]] = {
+        mix: {name: [] for name in servers} for mix in MIXES}
+    runs[ALL_NEW] = {"full": []}
+    names = list(servers)
+    for round_index in range(args.rounds):
+        order = names[round_index % len(names):] + names[:round_index % len(names)]
+        for mix, share in MIXES.items():
+            for name in order:
+                runs[mix][name].append(run_balanced(wrk, servers[name], args,
+                                                    wrk_env(args, run_id, share)))
+        runs[ALL_NEW]["full"].append(run_balanced(wrk, servers["full"], args,
+                                                  wrk_env(args, run_id, 1.0)))
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=5,
                         help="seconds per warm-up run (repeated until the workers know the uids)")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--gunicorn-threads", type=int, default=None,
                         help="threads per worker (default: gunicorn_conf.py's)")
     parser.add_argument("--users", type=int, default=5000, help="returning uids")
-    parser.add_argument("--new-share", type=float, default=0.0,
-                        help="share of requests from never-seen uids")
     parser.add_argument("--mysql-root", default=os.environ.get(
         "BENCH_MYSQL_ROOT", "mysql+pymysql://root:@127.0.0.1:3306"))
     parser.add_argument("--redis-url", default=os.environ.get(
         "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--sweep", default="1,2,4",
-                        help="worker counts for the full path's scaling run ('' to skip)")
+    parser.add_argument("--sweep", default="",
+                        help="worker counts for a scaling run of the full path, e.g. 1,2,4")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
 
     wrk = ensure_wrk()
     args.out.mkdir(parents=True, exist_ok=True)
-    # The full server logs one event line per request to full.log and sweep.log (about
-    # 150 MB a run): each run replaces the previous run's logs instead of adding to them.
-    for name in ("full.log", "bare.log", "sweep.log"):
-        (args.out / name).unlink(missing_ok=True)
+    # The services log one event line per request: each run replaces the previous run's
+    # logs instead of adding to them.
+    for name in (*LABELS, "sweep"):
+        (args.out / f"{name}.log").unlink(missing_ok=True)
     run_id = f"b{uuid.uuid4().hex[:6]}"
-    wrk_env = {"WRK_USERS": str(args.users), "WRK_RUN": run_id,
-               "WRK_NEW_SHARE": str(args.new_share)}
-    with bench_backends(args.mysql_root, args.redis_url) as settings:
-        backends = {"database": settings.database_url.rsplit("/", 1)[1],
-                    "redis_prefix": settings.redis_prefix}  # removed at the end, as they say
-        env = settings_env(settings)
-        if args.gunicorn_threads:
-            env["GUNICORN_THREADS"] = str(args.gunicorn_threads)
-        full = Gunicorn(env, workers=args.workers, log_path=args.out / "full.log").start()
-        bare = Gunicorn(env, workers=args.workers, log_path=args.out / "bare.log",
-                        app=BARE_APP).start()
+    with bench_backends(args.mysql_root, args.redis_url) as real, \
+            embedded_backends() as embedded:
+        backends = {"database": real.database_url.rsplit("/", 1)[1],
+                    "redis_prefix": real.redis_prefix}  # removed at the end, as they say
+        envs = {"full": settings_env(real), "embedded": settings_env(embedded),
+                "bare": settings_env(real), "hello": settings_env(real)}
+        for env in envs.values():
+            if args.gunicorn_threads:
+                env["GUNICORN_THREADS"] = str(args.gunicorn_threads)
+        servers = {name: Gunicorn(envs[name], workers=args.workers, app=APPS.get(name),
+                                  log_path=args.out / f"{name}.log").start()
+                   for name in LABELS}
         try:
-            # Warm-up: every returning uid gets its first assignment (exposure row, Redis
-            # key), then runs on the full server until every worker has met the returning
-            # uids (one Redis GET each, then its memory tier), and one on the bare server.
-            assign_returning_users(settings, run_id, args.users)
-            warm_up_runs = warm_up(wrk, full, args, wrk_env)
-            run_wrk(wrk, bare.url, args.warmup, args.connections, args.threads, wrk_env)
-            misses_before = memory_misses(full.url)
-            runs: dict[str, list[dict]] = {"bare": [], "full": []}
-            for round_index in range(args.rounds):
-                order = ("bare", "full") if round_index % 2 == 0 else ("full", "bare")
-                for name in order:
-                    target = bare if name == "bare" else full
-                    runs[name].append(run_balanced(wrk, target, args, wrk_env))
-            rss = {"bare": rss_mib(bare.worker_pids()), "full": rss_mib(full.worker_pids())}
-            misses = memory_misses(full.url) - misses_before
+            # Every returning uid gets its first assignment through the service's own code,
+            # then each service is run until its workers have met the returning uids (the
+            # memory tier of a worker that has served for a while).
+            warm_up_runs = {}
+            for name, settings in (("full", real), ("embedded", embedded)):
+                assign_returning_users(settings, run_id, args.users)
+                warm_up_runs[name] = warm_up(wrk, servers[name], args,
+                                             wrk_env(args, run_id, 0.0))
+            for name in ("bare", "hello"):
+                run_wrk(wrk, servers[name].url, args.warmup, args.connections, args.threads,
+                        wrk_env(args, run_id, 0.0))
+            runs = measure(wrk, servers, args, run_id)
+            rss = {name: rss_mib(server.worker_pids()) for name, server in servers.items()}
         finally:
-            full.stop()
-            bare.stop()
+            for server in servers.values():
+                server.stop()
         scaling = []
         for workers in [int(w) for w in args.sweep.split(",") if w]:
-            with Gunicorn(env, workers=workers, log_path=args.out / "sweep.log") as server:
-                run_wrk(wrk, server.url, 2, args.connections, args.threads, wrk_env)
-                result = run_balanced(wrk, server, args, wrk_env)
+            with Gunicorn(envs["full"], workers=workers,
+                          log_path=args.out / "sweep.log") as server:
+                run_wrk(wrk, server.url, 2, args.connections, args.threads,
+                        wrk_env(args, run_id, 0.0))
+                result = run_balanced(wrk, server, args, wrk_env(args, run_id, 0.0))
             scaling.append({"workers": workers, "rps": round(result["rps"], 1),
                             "p99_ms": round(result["p99_us"] / 1000, 2),
                             "failures": result["failures"]})
 
-    labels = {"bare": "bare Flask + same models", "full": "POST /predict (full A/B path)"}
-    targets = {}
-    for name in ("bare", "full"):
-        targets[labels[name]] = {**summarise(runs[name]), "rss_mib_per_worker": rss[name],
-                                 "runs": runs[name]}
-    full_requests = targets[labels["full"]]["requests"]
-    targets[labels["full"]]["memory_tier_miss_share"] = round(misses / full_requests, 5)
+    targets = {mix: {name: {**summarise(server_runs), "rss_mib_per_worker": rss[name],
+                            "runs": server_runs}
+                     for name, server_runs in by_server.items()}
+               for mix, by_server in runs.items()}
+    summary_ratios = ratios(runs)
     summary = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": f"{args.workers} gunicorn workers, wrk -t{args.threads} -c{args.connections} "
-                  f"{args.duration:g}s x {args.rounds} rounds, {args.users} returning uids, "
-                  f"new share {args.new_share:g}, real Redis + MariaDB, {os.cpu_count()} cores",
+                  f"{args.duration:g}s, {args.users} returning uids, {os.cpu_count()} cores",
+        "rounds": args.rounds,
         "backends": backends,
         "targets": targets,
-        "ratios": paired_ratios(runs["bare"], runs["full"]),
+        "ratios": summary_ratios,
+        "checks": target_checks(summary_ratios),
         "warm_up_runs": warm_up_runs,
         "scaling": scaling,
     }

@@ -1,9 +1,11 @@
 -- wrk script for POST /predict: a population of returning uids with a share of new ones.
 -- Settings come from the environment: WRK_USERS (returning uids, default 10000),
--- WRK_NEW_SHARE (share of requests from never-seen uids, default 0.0), WRK_RUN (uid namespace).
+-- WRK_NEW_SHARE (share of requests from never-seen uids, default 0.0), WRK_RUN (uid namespace),
+-- WRK_NEW_RUN (namespace of the new uids: a fresh one per run keeps them never seen).
 local users = tonumber(os.getenv("WRK_USERS") or "10000")
 local new_share = tonumber(os.getenv("WRK_NEW_SHARE") or "0")
 local run = os.getenv("WRK_RUN") or "bench"
+local new_run = os.getenv("WRK_NEW_RUN") or run
 local features = os.getenv("WRK_FEATURES") or
   "[17.99,10.38,122.8,1001.0,0.1184,0.2776,0.3001,0.1471,0.2419,0.07871]"
 local counter = 0
@@ -23,7 +25,7 @@ function request()
   local uid
   counter = counter + 1
   if math.random() < new_share then
-    uid = string.format("%s-new-%d-%d", run, thread_id, counter)
+    uid = string.format("%s-new-%d-%d", new_run, thread_id, counter)
   else
     uid = string.format("%s-user-%d", run, math.random(0, users - 1))
   end

@@ -1,5 +1,6 @@
-"""The benchmark command runs end to end (a short run): gunicorn on the real Redis and MariaDB,
-wrk against the full path and the bare endpoint, the JSON summary, and its own cleanup."""
+"""The benchmark command runs end to end (a short run): gunicorn on the real Redis and MariaDB
+and on the embedded default, the two baselines, wrk, the JSON summary with its ratios and
+targets, and its own cleanup."""
 import json
 
 import pymysql
@@ -19,18 +20,26 @@ from tests.conftest import (
 pytestmark = pytest.mark.slow
 
 
-def test_paired_ratios_take_the_median_of_each_rounds_ratio():
-    bare = [{"rps": 100, "p99_us": 10, "worker_cpu_us": 200},
-            {"rps": 200, "p99_us": 10, "worker_cpu_us": 100},
-            {"rps": 100, "p99_us": 20, "worker_cpu_us": 200}]
-    full = [{"rps": 90, "p99_us": 12, "worker_cpu_us": 220},
-            {"rps": 100, "p99_us": 30, "worker_cpu_us": 200},
-            {"rps": 95, "p99_us": 20, "worker_cpu_us": 250}]
-    ratios = bench.paired_ratios(bare, full)
-    assert ratios["throughput"] == 0.9  # of 0.9, 0.5 and 0.95
-    assert ratios["p99"] == 1.2  # of 1.2, 3.0 and 1.0
-    assert ratios["worker_cpu"] == 1.25  # of 1.1, 2.0 and 1.25
-    assert len(ratios["per_round"]) == 3
+def test_each_ratio_is_the_median_of_the_rounds_ratios_and_is_checked_against_its_target():
+    def runs(*values):
+        return [{"rps": v, "p99_us": 1000 / v} for v in values]
+    by_mix = {mix: {"full": runs(90, 100, 95), "hello": runs(100, 200, 100),
+                    "bare": runs(50, 50, 50), "embedded": runs(90, 100, 95)}
+              for mix in bench.MIXES}
+    by_mix[bench.ALL_NEW] = {"full": runs(30, 80, 60)}
+    ratios = bench.ratios(by_mix)
+    assert ratios["returning"]["full_over_hello_throughput"] == 0.9  # of 0.9, 0.5, 0.95
+    assert ratios["returning"]["full_over_bare_p99"] == pytest.approx(0.526, abs=1e-3)
+    assert ratios["all_new_over_returning_throughput"] == 0.632  # of 0.33, 0.8, 0.63
+    checks = {c["ratio"]: c["met"] for c in bench.target_checks(ratios)}
+    assert checks == {"returning full_over_hello_throughput": True,
+                      "returning full_over_bare_p99": True,
+                      "10% new full_over_bare_p99": True,
+                      "returning embedded_over_full_p99": True,
+                      "10% new embedded_over_full_p99": True,
+                      "all_new_over_returning_throughput": True}
+    by_mix["returning"]["hello"] = runs(200, 200, 200)
+    assert not bench.target_checks(bench.ratios(by_mix))[0]["met"]
 
 
 def test_an_uneven_run_is_made_again_and_the_most_even_one_kept(monkeypatch):
@@ -77,21 +86,24 @@ def bench_databases() -> set[str]:
 def test_bench_writes_its_summary_and_cleans_up(mysql_server, redis_prefix, tmp_path):
     require_tool("wrk", "wrk")
     mysql_root = f"mysql+pymysql://{MYSQL_USER}:{MYSQL_PASSWORD}@{MYSQL_HOST}:{MYSQL_PORT}"
-    assert bench.main(["--duration", "1", "--rounds", "2", "--warmup", "1", "--users", "50",
+    assert bench.main(["--duration", "1", "--rounds", "1", "--warmup", "1", "--users", "50",
                        "--sweep", "1", "--mysql-root", mysql_root, "--redis-url", REDIS_URL,
                        "--out", str(tmp_path)]) == 0
     [path] = tmp_path.glob("predict-*.json")
     summary = json.loads(path.read_text())
     targets = summary["targets"]
-    assert set(targets) == {"bare Flask + same models", "POST /predict (full A/B path)"}
-    for row in targets.values():
-        assert row["requests"] > 0 and row["failures"] == 0
-        assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
-        assert len(row["runs"]) == 2 and len(row["rss_mib_per_worker"]) == 2
-        assert row["worker_cpu_us_per_request"] > 0
-    assert summary["ratios"]["throughput"] > 0 and len(summary["ratios"]["per_round"]) == 2
-    assert 1 <= summary["warm_up_runs"] <= 16
-    assert 0 <= targets["POST /predict (full A/B path)"]["memory_tier_miss_share"] < 0.5
+    assert set(targets) == {"returning", "10% new", "all new"}
+    assert set(targets["returning"]) == set(targets["10% new"]) == set(bench.LABELS)
+    assert set(targets["all new"]) == {"full"}
+    for rows in targets.values():
+        for row in rows.values():
+            assert row["requests"] > 0 and row["failures"] == 0
+            assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+            assert len(row["runs"]) == 1 and len(row["rss_mib_per_worker"]) == 2
+            assert row["worker_cpu_us_per_request"] > 0
+    assert len(summary["checks"]) == len(bench.TARGETS)
+    assert all(check["value"] > 0 for check in summary["checks"])
+    assert all(1 <= runs <= 16 for runs in summary["warm_up_runs"].values())
     assert [row["workers"] for row in summary["scaling"]] == [1]
     assert summary["scaling"][0]["rps"] > 0
     # Its own database and Redis keys are gone (other runs may have theirs meanwhile).
