@@ -215,6 +215,23 @@ def test_sigkill_of_a_worker_leaves_no_half_written_records(real_settings, tmp_p
     assert all(len(groups) == 1 for groups in load.groups().values())
 
 
+def test_every_exposure_answered_before_a_workers_sigkill_is_recorded(any_settings, tmp_path):
+    """New uids only, a worker killed mid-load: each uid answered 200 has its exposure row,
+    with the group it was answered, on MariaDB and on the embedded SQLite alike."""
+    uids = [f"fresh-{i}" for i in range(200_000)]  # none repeats within the run
+    with Gunicorn(settings_env(any_settings), log_path=tmp_path / "g.log") as server:
+        with Load(server.url, uids) as load:
+            time.sleep(2)
+            os.kill(server.worker_pids()[0], signal.SIGKILL)
+            time.sleep(2)
+    answered = load.groups()
+    assert len(answered) > 100
+    services = create_app(any_settings).extensions["ml_api"]
+    experiment_id = services.catalog.get("demo").id
+    recorded = {uid: services.exposures.find_exposure(experiment_id, uid) for uid in answered}
+    assert {uid: {group} for uid, group in recorded.items()} == answered
+
+
 def test_sigterm_lets_in_flight_requests_finish(real_settings, tmp_path):
     uids = [f"t-{i}" for i in range(200)]
     server = Gunicorn(settings_env(real_settings), log_path=tmp_path / "g.log").start()
@@ -300,3 +317,4 @@ def test_a_double_outage_after_a_ramp_never_answers_another_group_than_the_store
         cur.execute("SELECT COUNT(*) FROM exposures WHERE uid LIKE 'newcomer-%'")
         assert cur.fetchone()[0] == 0  # nothing recorded for those served outside
     conn.close()
+
