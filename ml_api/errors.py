@@ -25,6 +25,7 @@ directly):
     ├── CacheUnavailable
     └── StorageUnavailable
         ├── TransientConflict
+        │   └── StaleConnection
         └── AssignmentUnconfirmed
 
 Start-up errors (the process refuses to start, with the message):
@@ -106,6 +107,10 @@ class StorageUnavailable(BackendUnavailable):
 
 class TransientConflict(StorageUnavailable):
     """A deadlock or lock-wait timeout: running the transaction again may succeed."""
+
+
+class StaleConnection(TransientConflict):
+    """The server had dropped the pooled connection: worth one more try on a new one."""
 
 class AssignmentUnconfirmed(StorageUnavailable):
     """Neither Redis nor the database can tell a uid's group, and the hash may not give the

@@ -318,3 +318,26 @@ def test_a_double_outage_after_a_ramp_never_answers_another_group_than_the_store
         assert cur.fetchone()[0] == 0  # nothing recorded for those served outside
     conn.close()
 
+
+def test_a_write_on_connections_the_server_dropped_succeeds_on_a_new_one(real_settings,
+                                                                         mysql_url):
+    """The pool does not ping before each checkout: when MariaDB drops every connection (as
+    a restart does), the next write fails on its stale connection and is run once more on a
+    new one, unseen by the caller."""
+    services = create_app(real_settings).extensions["ml_api"]
+    demo = services.catalog.get("demo")
+    assert services.exposures.record_exposure(demo.id, "before-drop", "control") == (
+        "control", True)
+    database = mysql_url.rsplit("/", 1)[1]
+    admin = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER,
+                            password=MYSQL_PASSWORD)
+    with admin.cursor() as cur:
+        cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s", (database,))
+        pooled = [row[0] for row in cur.fetchall()]
+        for connection_id in pooled:
+            cur.execute(f"KILL CONNECTION {int(connection_id)}")
+    admin.close()
+    assert pooled
+    assert services.exposures.record_exposure(demo.id, "after-drop", "variation") == (
+        "variation", True)
+    assert services.exposures.find_exposure(demo.id, "after-drop") == "variation"

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from ml_api.errors import StorageUnavailable, TransientConflict
+from ml_api.errors import StaleConnection, StorageUnavailable, TransientConflict
 from ml_api.telemetry import prometheus
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -43,7 +43,10 @@ def translated(what: str) -> Iterator[None]:
     except OperationalError as exc:
         prometheus.BACKEND_ERRORS.labels("database").inc()
         code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-        error = TransientConflict if code in RETRYABLE_MYSQL_ERRORS else StorageUnavailable
+        # A connection the server dropped (a restart, say) is replaced by the pool at once:
+        # a write on it is worth one more try.
+        error = (TransientConflict if code in RETRYABLE_MYSQL_ERRORS else StaleConnection
+                 if exc.connection_invalidated else StorageUnavailable)
         raise error(f"database error while {what}: {exc.orig!r}") from exc
     except SQLAlchemyError as exc:
         prometheus.BACKEND_ERRORS.labels("database").inc()
@@ -52,15 +55,16 @@ def translated(what: str) -> Iterator[None]:
 
 
 def retrying(attempts: int = 4):
-    """Run a write transaction again when it lost a deadlock or a lock wait."""
+    """Run a write transaction again when it lost a deadlock or a lock wait, or once when
+    its pooled connection had been dropped."""
     def decorate(func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
             for attempt in range(attempts):
                 try:
                     return func(*args, **kwargs)
-                except TransientConflict:
-                    if attempt == attempts - 1:
+                except TransientConflict as exc:
+                    if attempt == attempts - 1 or (isinstance(exc, StaleConnection) and attempt):
                         raise
                     time.sleep(0.005 * (attempt + 1))
         return wrapper
@@ -97,9 +101,11 @@ def make_engine(url: str) -> Engine:
         return engine
     # READ COMMITTED: no gap locks, so concurrent first outcomes of different uids cannot
     # deadlock on the empty index range between them; every invariant here rests on unique
-    # keys and single-row updates, which this level keeps.
+    # keys and single-row updates, which this level keeps. No pre-ping (a round trip per
+    # checkout): a dropped connection fails its first statement, the pool replaces all of
+    # its connections, and writes try once more (`translated`, `retrying`).
     return create_engine(
-        url, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=5,
+        url, pool_recycle=1800, pool_size=5, max_overflow=5,
         isolation_level="READ COMMITTED",
         connect_args={"connect_timeout": 5, "read_timeout": 10, "write_timeout": 10,
                       "charset": "utf8mb4"},
