@@ -1,5 +1,6 @@
 """Stickiness on the real Redis and MariaDB: weight changes, cache flushes, races, outages."""
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -9,6 +10,14 @@ from ml_api import create_app
 from ml_api.validation import PredictRequest
 from tests.helpers import FEATURES, Gunicorn, settings_env
 
+
+def eventually(read, done, seconds: float = 2.0):
+    """read() once done(value) holds, or its last value after `seconds` (cache fills are
+    written behind the answer)."""
+    deadline = time.monotonic() + seconds
+    while not done(value := read()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
 
 def predict_groups(services, uids):
     return {uid: services.prediction.predict(PredictRequest(uid, FEATURES, None)).group
@@ -37,14 +46,16 @@ def test_flushed_cache_loses_no_assignment(real_settings, redis_client):
     demo = services.catalog.get("demo")
     # Change the weights too, so the hash alone would now give many uids another group.
     services.store.set_weights(demo.id, {"control": 1, "variation": 99})
-    keys = list(redis_client.scan_iter(match=f"{real_settings.redis_prefix}*"))
+    keys = eventually(lambda: list(redis_client.scan_iter(
+        match=f"{real_settings.redis_prefix}*")), lambda found: len(found) == 500)
     assert len(keys) == 500
     redis_client.delete(*keys)
 
     restarted = create_app(real_settings).extensions["ml_api"]  # no memory of its own yet
     assert predict_groups(restarted, uids) == before
-    # The cache was refilled with the durable answers.
-    assert redis_client.get(f"{real_settings.redis_prefix}assign:{demo.id}:flush-0") \
+    # The cache was refilled with the durable answers (written behind the answer).
+    key = f"{real_settings.redis_prefix}assign:{demo.id}:flush-0"
+    assert eventually(lambda: redis_client.get(key), lambda v: v is not None) \
         == before["flush-0"]
 
 
@@ -119,4 +130,4 @@ def test_database_outage_assigns_provisionally_and_confirms_later(real_settings,
     after = StickyAssigner(InProcessAssignmentCache(), redis_cache, services.exposures)
     assert after.assign(demo, "during-outage") == (group, False)
     assert services.exposures.find_exposure(demo.id, "during-outage") == group
-    assert redis_client.get(key) == group
+    assert eventually(lambda: redis_client.get(key), lambda v: v == group) == group

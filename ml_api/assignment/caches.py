@@ -6,7 +6,9 @@ Every redis-py error leaves this module as CacheUnavailable.
 """
 from __future__ import annotations
 
+import collections
 import threading
+import time
 from typing import Protocol
 
 import redis
@@ -17,6 +19,7 @@ from ml_api.errors import CacheUnavailable
 from ml_api.telemetry import prometheus
 
 _REDIS_ERRORS = prometheus.BACKEND_ERRORS.labels("redis")
+WRITE_BEHIND_SECONDS = 0.002
 
 
 def _unavailable(what: str, exc: Exception) -> CacheUnavailable:
@@ -34,6 +37,9 @@ class AssignmentCache(Protocol):
 
     def put(self, experiment_id: int, uid: str, variant: str) -> None: ...
 
+    def put_later(self, experiment_id: int, uid: str, variant: str) -> None:
+        """put, soon, off the caller's thread; a failure only leaves the key unset."""
+
     def ping(self) -> None: ...
 
 
@@ -50,6 +56,10 @@ class RedisAssignmentCache:
         )
         self._prefix = prefix
         self._ttl = ttl_seconds
+        self._later: collections.deque[tuple[str, str]] = collections.deque()
+        self._later_ready = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
 
     def _key(self, experiment_id: int, uid: str) -> str:
         return f"{self._prefix}assign:{experiment_id}:{uid}"
@@ -75,6 +85,32 @@ class RedisAssignmentCache:
             self._client.set(self._key(experiment_id, uid), variant, ex=self._ttl)
         except redis.RedisError as exc:
             raise _unavailable("SET", exc) from exc
+
+    def put_later(self, experiment_id: int, uid: str, variant: str) -> None:
+        self._later.append((self._key(experiment_id, uid), variant))
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._write_behind, daemon=True,
+                                                    name="redis-write-behind")
+                    self._writer.start()
+        self._later_ready.set()
+
+    def _write_behind(self) -> None:
+        """Sends the waiting puts in one pipeline (one round trip) every WRITE_BEHIND_SECONDS
+        at most: a new uid's cache fill costs its request no Redis round trip."""
+        while True:
+            self._later_ready.wait()
+            self._later_ready.clear()
+            time.sleep(WRITE_BEHIND_SECONDS)  # let a few more gather
+            pipe = self._client.pipeline(transaction=False)
+            for _ in range(len(self._later)):
+                key, variant = self._later.popleft()
+                pipe.set(key, variant, ex=self._ttl)
+            try:
+                pipe.execute()
+            except redis.RedisError as exc:  # the keys stay unset: the database has them
+                _unavailable("pipelined SET", exc)
 
     def ping(self) -> None:
         try:
@@ -104,6 +140,8 @@ class InProcessAssignmentCache:
         with self._lock:
             self._make_room()
             self._data[(experiment_id, uid)] = variant
+
+    put_later = put
 
     def _make_room(self) -> None:
         if len(self._data) >= self._max_entries:

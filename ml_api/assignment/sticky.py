@@ -106,13 +106,10 @@ class StickyAssigner:
             return claimed, provisional is None and claimed == candidate
         self._local.put(experiment.id, uid, durable)
         if self._shared is not None:
-            try:
-                # SET NX: of concurrent writers the first wins; all write the same
-                # database-confirmed value, except over a provisional one, which is replaced.
-                if self._shared.claim(experiment.id, uid, durable) != durable:
-                    self._shared.put(experiment.id, uid, durable)
-            except CacheUnavailable:
-                pass
+            # The database-confirmed group is final: it may overwrite anything, a provisional
+            # group included, and it may arrive a moment later (a worker that misses it
+            # meanwhile asks the database, which answers the same).
+            self._shared.put_later(experiment.id, uid, durable)
         # A provisional group's first exposure was marked when it was given, not now.
         return durable, first and provisional is None
 
