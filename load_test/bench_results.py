@@ -67,7 +67,8 @@ def rebuild_counters(engine, events: ExposureStore, experiment_id: int) -> None:
         for variant, s in sums.items():
             for shard in range(SHARDS):
                 conn.execute(text(
-                    "INSERT INTO variant_metrics "
+                    "INSERT INTO variant_metrics (experiment_id, variant, metric, shard, "
+                    "users, events, total, total_sq) "
                     "VALUES (:e, :v, 'conversion', :s, :u, :n, :t, :q)"),
                     {"e": experiment_id, "v": variant, "s": shard,
                      "u": s.users if shard == 0 else 0, "n": s.events if shard == 0 else 0,
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
                       f"p95 {rows[-1]['p95_ms']} ms (filled in {load_s:.0f} s)", flush=True)
     path = args.out / f"results-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps({"calls_per_size": args.calls, "rows": rows}, indent=2) + "\n")
-    print(f"summary written to {path.relative_to(ROOT)}")
+    print(f"summary written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return 0
 
 

@@ -7,7 +7,7 @@ import pymysql
 import pytest
 import redis
 
-from load_test import bench
+from load_test import bench, bench_results
 from tests.conftest import (
     MYSQL_HOST,
     MYSQL_PASSWORD,
@@ -112,3 +112,12 @@ def test_bench_writes_its_summary_and_cleans_up(mysql_server, redis_prefix, tmp_
     leftover = redis.Redis.from_url(REDIS_URL).scan_iter(
         match=f"{summary['backends']['redis_prefix']}*")
     assert next(leftover, None) is None
+
+
+def test_results_bench_reads_the_results_of_each_size(mysql_server, tmp_path):
+    assert bench_results.main(["--sizes", "200,1000", "--calls", "3",
+                               "--out", str(tmp_path)]) == 0
+    [path] = tmp_path.glob("results-*.json")
+    rows = json.loads(path.read_text())["rows"]
+    assert [row["exposures"] for row in rows] == [200, 1000]
+    assert all(0 < row["median_ms"] <= row["p95_ms"] for row in rows)
