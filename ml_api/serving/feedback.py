@@ -24,7 +24,7 @@ class OutcomeService:
 
     def __init__(self, catalog: ExperimentCatalog, exposures: ExposureStore,
                  default_experiment: str, assigner: StickyAssigner, spool: Spool,
-                 labels: LabelStore | None = None, signer: LabelSigner | None = None):
+                 labels: LabelStore, signer: LabelSigner):
         self._labels = labels
         self._signer = signer
         self._catalog = catalog
@@ -57,8 +57,6 @@ class OutcomeService:
     def record_label(self, request: LabelRequest) -> tuple[str, OutcomeReceipt]:
         """(the experiment's name, what became of the label): stored with the variant and
         score its token carries; once per request_id."""
-        if self._signer is None or self._labels is None:
-            raise InvalidLabelToken("this service does not take labels")
         claim = self._signer.verify(request.token)
         if claim.request_id != request.request_id:
             raise InvalidLabelToken("'label_token' was issued for another request_id")

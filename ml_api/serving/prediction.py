@@ -87,7 +87,7 @@ class PredictionService:
 
     def __init__(self, catalog: ExperimentCatalog, assigner: StickyAssigner,
                  registry: ModelRegistry, default_experiment: str, shadow: ShadowRunner,
-                 traffic: TrafficRecorder, labels: LabelSigner | None = None):
+                 traffic: TrafficRecorder, labels: LabelSigner):
         self._catalog = catalog
         self._assigner = assigner
         self._registry = registry
@@ -141,7 +141,7 @@ class PredictionService:
         request_id = f"{random.getrandbits(128):032x}"
         token = (self._labels.issue(experiment.id, experiment.name, variant.name, score,
                                      request_id)
-                 if running and model.binary and self._labels is not None else None)
+                 if running and model.binary else None)
         result = PredictionResult(
             request_id, experiment.name, variant.name, spec.name, spec.version, prediction,
             score, (done - model_started) * 1000, running, first, token)

@@ -9,6 +9,7 @@ from scipy import stats
 
 from ml_api.stats.cuped import CovariateSums, cuped_effect
 from ml_api.stats.inference import msprt, msprt_pvalue_array
+from ml_api.stats.model_quality import log_losses
 
 SUMS = ("y", "y2", "x", "x2", "xy")  # CovariateSums' fields after n
 
@@ -100,8 +101,6 @@ def run_paired_study(experiments: int = 300, labels: int = 4_000, look_every: in
     `*_mean_labels_to_detect` the labels at the first rejection (experiments that never
     reject count as `labels`); `log_loss_improvement` is the primary's mean log-loss minus the
     shadow's over all simulated requests."""
-    from ml_api.stats.model_quality import log_losses
-
     rng = np.random.default_rng(seed)
     looks = labels // look_every
     n = np.arange(1, looks + 1) * look_every
