@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from ml_api.assignment.caches import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
 from ml_api.assignment.sticky import StickyAssigner
-from ml_api.errors import BackendUnavailable, SchemaNotInitialised
+from ml_api.assignment.write_ahead import WriteAhead
+from ml_api.errors import BackendUnavailable, SchemaNotInitialised, StorageUnavailable
 from ml_api.experiments.admin import ExperimentAdmin
 from ml_api.experiments.catalog import ExperimentCatalog, live_experiments
 from ml_api.experiments.change_signal import ChangeSignal, RelayedSignal
@@ -36,6 +37,8 @@ from ml_api.telemetry.shipping import EventShipper, StdoutTransport, logstash_tr
 log = logging.getLogger(__name__)
 
 ASSIGNMENT_TTL_SECONDS = 90 * 24 * 3600
+# /ready reports spooled records older than this: exposures written ahead wait a moment.
+SPOOL_LAG_SECONDS = 10.0
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Services:
     request_events: RequestEvents
     spool: Spool
     relay: RelayedSignal | None = None
+    write_ahead: WriteAhead | None = None
 
     def start(self) -> None:
         """Start this process's background work: the supervisor, and listening for other
@@ -81,6 +85,11 @@ class Services:
         except TimeoutError:
             log.warning("shadow predictions still queued at exit were not recorded")
         self.traffic.flush(utcnow())
+        if self.write_ahead is not None:
+            try:
+                self.write_ahead.close()
+            except StorageUnavailable as exc:  # a surviving worker's replay writes them
+                log.warning("exposures written ahead left in the spool at exit: %s", exc)
         if not self.request_events.flush(timeout):
             log.warning("%d request events not sent within %.0f s of the worker's exit, lost",
                         self.request_events.shipper.pending, timeout)
@@ -88,7 +97,7 @@ class Services:
     def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for each dependency /ready checks."""
         checks = {"models": "ok" if len(self.registry) else "no models loaded"}
-        pending = self.spool.pending()
+        pending = self.spool.pending(older_than=SPOOL_LAG_SECONDS)
         checks["spool"] = "ok" if not pending else f"{pending} records waiting for the database"
         pings = [("database", self.store.ping)]
         if self.cache is not None:
@@ -145,8 +154,9 @@ def build_services(settings: Settings, ship_actions: bool = True) -> Services:
                                 settings.experiment_refresh_seconds, signal=relay or signal)
     catalog.refresh()
     spool = Spool(settings.spool_path, DeadLetters(engine), settings.spool_orphan_horizon_seconds)
+    write_ahead = WriteAhead(spool, exposures, cache) if cache is not None else None
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
-                              cache, exposures, spool)
+                              cache, exposures, spool, write_ahead)
     shadow, traffic = ShadowRunner(registry, shadow_records), TrafficRecorder(TrafficStore(engine))
     request_events = build_request_events(settings)
     snapshots = SnapshotStore(engine)
@@ -159,11 +169,11 @@ def build_services(settings: Settings, ship_actions: bool = True) -> Services:
         prediction=PredictionService(catalog, assigner, registry, settings.default_experiment,
                                      shadow, traffic, signer),
         outcomes=OutcomeService(catalog, exposures, settings.default_experiment, assigner,
-                                spool, labels, signer),
+                                spool, labels, signer, write_ahead),
         admin=admin, shadow=shadow, traffic=traffic,
         supervisor=ExperimentSupervisor(store, exposures, admin, traffic, spool=spool,
                                         snapshots=snapshots, labels=labels),
-        request_events=request_events, spool=spool, relay=relay,
+        request_events=request_events, spool=spool, relay=relay, write_ahead=write_ahead,
     )
 
 

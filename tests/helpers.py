@@ -15,6 +15,13 @@ _X, _Y, FEATURE_NAMES = demo_dataset()
 FEATURES = [float(v) for v in _X[0]]
 
 
+def settle(services) -> None:
+    """Write the exposures this process wrote ahead now (its thread does so moments later),
+    for a test that reads the database right after the answers."""
+    if services.write_ahead is not None:
+        services.write_ahead.flush()
+
+
 class JsonClient:
     """POSTs JSON on one keep-alive connection per thread, for tests that send thousands of
     requests: the standard library's http.client costs the test process about a fifth of

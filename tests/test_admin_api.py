@@ -2,7 +2,7 @@
 and /feedback. Each test runs on the embedded default and on real Redis + MariaDB."""
 import pytest
 
-from tests.helpers import FEATURES
+from tests.helpers import FEATURES, settle
 
 SPEC = {"name": "checkout", "metric": "conversion",
         "variants": [{"name": "champion", "model": "logreg@1", "weight": 50},
@@ -64,6 +64,7 @@ def test_lifecycle_draft_running_paused_stopped(client, admin_headers):
         illegal = client.post(f"/experiments/checkout/{action}", headers=admin_headers)
         assert illegal.status_code == 409
         assert illegal.get_json()["error"] == "illegal_transition"
+    settle(client.application.extensions["ml_api"])
     results = client.get("/experiments/checkout/results", headers=admin_headers).get_json()
     assert sum(v["exposures"] for v in results["variants"]) == 40
 

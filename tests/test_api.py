@@ -10,7 +10,7 @@ from werkzeug.wrappers import Request
 
 from ml_api.http.jsonio import read_body
 from ml_api.serving.training import demo_dataset
-from tests.helpers import FEATURE_NAMES, FEATURES
+from tests.helpers import FEATURE_NAMES, FEATURES, settle
 
 
 def post(client, body, content_type="application/json"):
@@ -58,6 +58,7 @@ def test_returning_uid_keeps_its_group_and_one_exposure_is_recorded(client, serv
              for i in range(40)]
     assert first == again
     experiment = services.catalog.get("demo")
+    settle(services)
     assert sum(services.exposures.exposure_counts(experiment.id).values()) == 40
 
 
@@ -65,6 +66,7 @@ def test_uids_are_case_and_space_exact(client, services):
     experiment = services.catalog.get("demo")
     for uid in ("Bob", "bob", "bob "):
         assert post(client, {"uid": uid, "features": FEATURES}).status_code == 200
+    settle(services)
     assert sum(services.exposures.exposure_counts(experiment.id).values()) == 3
 
 

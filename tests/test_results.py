@@ -7,7 +7,7 @@ from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from ml_api import create_app
 from ml_api.validation import FeedbackRequest, PredictRequest
-from tests.helpers import FEATURES
+from tests.helpers import FEATURES, settle
 
 VARIANTS = [{"name": "a", "model": "logreg@1", "weight": 1},
             {"name": "b", "model": "gboost@1", "weight": 1},
@@ -38,6 +38,7 @@ def run(services, name, n_users, rates, revenue=None, seed=7, **settings):
                 services.outcomes.record(FeedbackRequest(uid, name, "revenue", 5.0, None))
                 total += 5.0
         values[group].append(total)
+    settle(services)
     return values
 
 

@@ -32,8 +32,9 @@ class AssignmentCache(Protocol):
 
     def get(self, experiment_id: int, uid: str) -> str | None: ...
 
-    def claim(self, experiment_id: int, uid: str, variant: str) -> str:
-        """Store variant unless a value exists (first writer wins); return the stored value."""
+    def claim(self, experiment_id: int, uid: str, variant: str) -> tuple[str, bool]:
+        """Store variant unless a value exists (first writer wins); return the stored value,
+        and whether this call stored it."""
 
     def put(self, experiment_id: int, uid: str, variant: str) -> None: ...
 
@@ -70,7 +71,7 @@ class RedisAssignmentCache:
         except redis.RedisError as exc:
             raise _unavailable("GET", exc) from exc
 
-    def claim(self, experiment_id: int, uid: str, variant: str) -> str:
+    def claim(self, experiment_id: int, uid: str, variant: str) -> tuple[str, bool]:
         # SET NX GET is one atomic command: of all workers and replicas racing for a new uid,
         # exactly one writes, and every one learns the winner's value in the same round-trip.
         try:
@@ -78,7 +79,7 @@ class RedisAssignmentCache:
                                         nx=True, get=True, ex=self._ttl)
         except redis.RedisError as exc:
             raise _unavailable("SET NX", exc) from exc
-        return previous if previous is not None else variant
+        return (variant, True) if previous is None else (previous, False)
 
     def put(self, experiment_id: int, uid: str, variant: str) -> None:
         try:
@@ -131,10 +132,14 @@ class InProcessAssignmentCache:
     def get(self, experiment_id: int, uid: str) -> str | None:
         return self._data.get((experiment_id, uid))
 
-    def claim(self, experiment_id: int, uid: str, variant: str) -> str:
+    def claim(self, experiment_id: int, uid: str, variant: str) -> tuple[str, bool]:
         with self._lock:
+            held = self._data.get((experiment_id, uid))
+            if held is not None:
+                return held, False
             self._make_room()
-            return self._data.setdefault((experiment_id, uid), variant)
+            self._data[(experiment_id, uid)] = variant
+            return variant, True
 
     def put(self, experiment_id: int, uid: str, variant: str) -> None:
         with self._lock:

@@ -7,6 +7,10 @@ every cached value is final and a returning uid costs at most one Redis round-tr
 once this process has seen it). A weight change only moves new uids; a flushed cache or a
 restart moves nobody.
 
+Where the hash alone gives every uid its first group, no arbitration is needed: Redis SET NX
+tells a new uid from a returning one, and the new uid's exposure is written ahead
+(write_ahead.py), its Redis value marked provisional until the database has it.
+
 While the database is unreachable, Redis SET NX arbitrates instead, and the answer is
 cached in Redis as *provisional* (never in memory) until the exposure is written. A uid that
 Redis does not know may still be a returning one (Redis restarted, or a write to it failed):
@@ -17,9 +21,11 @@ the caller serves it outside the experiment.
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from ml_api.assignment.caches import AssignmentCache, InProcessAssignmentCache
 from ml_api.assignment.hashing import bucket, choose_variant
+from ml_api.assignment.write_ahead import WriteAhead
 from ml_api.errors import AssignmentUnconfirmed, CacheUnavailable, StorageUnavailable
 from ml_api.experiments.values import Experiment
 from ml_api.records.exposures import ExposureStore
@@ -40,11 +46,13 @@ class StickyAssigner:
     that knows it, or a new one recorded durably before it is answered."""
 
     def __init__(self, local: InProcessAssignmentCache, shared: AssignmentCache | None,
-                 store: ExposureStore, spool: Spool | None = None):
+                 store: ExposureStore, spool: Spool | None = None,
+                 write_ahead: WriteAhead | None = None):
         self._local = local
         self._shared = shared
         self._store = store
         self._spool = spool
+        self._write_ahead = write_ahead if shared is not None else None
 
     def assign(self, experiment: Experiment, uid: str,
                covariate: float | None = None) -> tuple[str, bool]:
@@ -55,6 +63,8 @@ class StickyAssigner:
             _MEMORY_HIT.inc()
             return known, False
         _MEMORY_MISS.inc()
+        if self._write_ahead is not None and experiment.hash_gives_first_groups:
+            return self._assign_ahead(experiment, uid, covariate)
         shared = self._shared_get(experiment, uid)
         if self._shared is not None:
             (_REDIS_HIT if shared is not None else _REDIS_MISS).inc()
@@ -66,6 +76,36 @@ class StickyAssigner:
         else:
             provisional = None
         return self._assign_on_miss(experiment, uid, provisional, covariate)
+
+    def _assign_ahead(self, experiment: Experiment, uid: str,
+                      covariate: float | None) -> tuple[str, bool]:
+        """A uid's group when the hash gives every uid its first group: Redis SET NX tells a
+        new uid (its exposure is written ahead) from a returning one, in one round trip."""
+        candidate = experiment.variants[
+            choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
+        try:
+            held, new = self._shared.claim(experiment.id, uid, candidate + PROVISIONAL)
+        except CacheUnavailable as exc:
+            log.warning("assignment cache unavailable, asking the database: %s", exc)
+            return self._assign_on_miss(experiment, uid, None, covariate)
+        (_REDIS_MISS if new else _REDIS_HIT).inc()
+        if new:
+            try:
+                self._write_ahead.add(experiment, uid, candidate, covariate)
+            except sqlite3.Error as exc:
+                log.warning("spool unavailable, exposure written to the database: %s", exc)
+                return self._assign_on_miss(experiment, uid, candidate, covariate)[0], True
+            self._local.put(experiment.id, uid, candidate)
+            return candidate, True
+        group = held.removesuffix(PROVISIONAL)
+        if experiment.variant(group) is None:  # a variant that no longer exists: decide again
+            return self._assign_on_miss(experiment, uid, None, covariate)
+        if group == held:
+            self._local.put(experiment.id, uid, group)
+            return group, False
+        # Not in the database yet as far as Redis knows (its batch is still being written, or
+        # its writer died): insert-or-get settles it.
+        return self._assign_on_miss(experiment, uid, group, covariate)
 
     def known_group(self, experiment: Experiment, uid: str) -> str | None:
         """The uid's group if this process or Redis knows it (no database access)."""
@@ -117,7 +157,7 @@ class StickyAssigner:
         if self._shared is None:
             return candidate
         try:
-            claimed = self._shared.claim(experiment.id, uid, candidate + PROVISIONAL)
+            claimed, _ = self._shared.claim(experiment.id, uid, candidate + PROVISIONAL)
         except CacheUnavailable:
             return candidate
         return claimed.removesuffix(PROVISIONAL)

@@ -25,7 +25,7 @@ from ml_api.errors import StaleConnection, StorageUnavailable, TransientConflict
 from ml_api.telemetry import prometheus
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SHARDS = 16  # counter rows per variant and metric; see exposures.shard_of
+SHARDS = 16  # counter rows per variant and metric; see new_exposures.shard_of
 
 
 # MySQL/MariaDB: deadlock found, lock wait timeout. The transaction may simply be run again.

@@ -2,40 +2,34 @@
 
 Each record and its counter increments are written in one transaction, so the counters
 always equal what the raw rows add up to (`reconcile` recomputes them to prove it).
-Counters are sharded by uid (16 rows per variant) so concurrent writers rarely wait on
-the same row lock.
+Counters are sharded (16 rows per variant) so concurrent writers rarely wait on the same
+row lock. New uids' exposures are written in batches (new_exposures.py).
 
 The statements they run are built once, in statements.py.
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from ml_api.errors import StorageUnavailable, UnknownAssignment
-from ml_api.records.engine import SHARDS, retrying, translated, utcnow
+from ml_api.errors import StorageUnavailable, TransientConflict, UnknownAssignment
+from ml_api.records.engine import retrying, translated, utcnow
+from ml_api.records.new_exposures import NewExposure, held_groups, insert_exposures, shard_of
 from ml_api.records.schema import Exposure, Outcome, VariantCounter, VariantMetric
 from ml_api.records.statements import (
     ADD_USER_METRIC,
     ADD_VARIANT_METRIC,
     FIND_EXPOSURE,
-    INSERT_EXPOSURE,
     INSERT_OUTCOME,
     INSERT_USER_METRIC,
     INSERT_VARIANT_METRIC,
     LOCK_USER_METRIC,
-    counter_update,
 )
 from ml_api.stats.cuped import CovariateSums
 from ml_api.stats.results import MetricSums
-
-
-def shard_of(uid: str) -> int:
-    return zlib.crc32(uid.encode("utf-8")) % SHARDS
 
 
 @dataclass(frozen=True)
@@ -55,7 +49,6 @@ class ExposureStore:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    @retrying()
     def record_exposure(self, experiment_id: int, uid: str, variant: str,
                         shares: dict[str, float] | None = None,
                         covariate: float | None = None) -> tuple[str, bool]:
@@ -66,25 +59,31 @@ class ExposureStore:
         worker or replica recorded this uid first, its variant is returned instead. `shares`
         (each variant's share of new uids now) feeds the expected counts of the SRM check.
         """
-        shares = shares or {variant: 1.0}
-        counted = {"p_experiment": experiment_id, "p_shard": shard_of(uid), "p_variant": variant,
-                   "p_has_covariate": int(covariate is not None), "p_covariate": covariate or 0.0,
-                   "p_covariate_sq": (covariate or 0.0) ** 2}
-        for i, (name, share) in enumerate(shares.items()):
-            counted[f"p_name_{i}"] = name
-            counted[f"p_share_{i}"] = share
-        try:
-            with translated("recording an exposure"), self.engine.begin() as conn:
-                conn.execute(INSERT_EXPOSURE, {"experiment_id": experiment_id, "uid": uid,
-                                               "variant": variant, "first_seen": utcnow(),
-                                               "covariate": covariate})
-                conn.execute(counter_update(len(shares)), counted)
-            return variant, True
-        except IntegrityError:
-            existing = self.find_exposure(experiment_id, uid)
-            if existing is None:
-                raise StorageUnavailable("exposure insert conflicted but no row was found")
-            return existing, False
+        first = NewExposure(experiment_id, uid, variant, shares or {variant: 1.0}, covariate)
+        return self.record_exposures([first])[(experiment_id, uid)]
+
+    @retrying()
+    def record_exposures(self, batch: list[NewExposure]) -> dict[tuple[int, str],
+                                                                  tuple[str, bool]]:
+        """record_exposure for a batch, in one transaction: for each (experiment_id, uid),
+        the variant held durably and whether this call recorded it. A uid twice in the batch
+        keeps its first entry."""
+        firsts: dict[tuple[int, str], NewExposure] = {}
+        for exposure in batch:
+            firsts.setdefault((exposure.experiment_id, exposure.uid), exposure)
+        held: dict[tuple[int, str], str] = {}
+        with translated("recording exposures"):
+            try:
+                insert_exposures(self.engine, list(firsts.values()))
+            except IntegrityError:  # some were recorded before: insert the others
+                held = held_groups(self.engine, firsts)
+                try:
+                    insert_exposures(self.engine, [exposure for key, exposure in firsts.items()
+                                                   if key not in held])
+                except IntegrityError as exc:  # a racing writer; the retry sees its rows
+                    raise TransientConflict("an exposure was recorded concurrently") from exc
+        return {key: (held[key], False) if key in held else (exposure.variant, True)
+                for key, exposure in firsts.items()}
 
     def find_exposure(self, experiment_id: int, uid: str) -> str | None:
         with translated("reading an exposure"), self.engine.connect() as conn:

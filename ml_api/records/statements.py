@@ -20,6 +20,9 @@ INSERT_EXPOSURE = insert(_exposures)
 FIND_EXPOSURE = select(_exposures.c.variant, _exposures.c.covariate).where(
     _exposures.c.experiment_id == bindparam("p_experiment"),
     _exposures.c.uid == bindparam("p_uid"))
+FIND_EXPOSURES = select(_exposures.c.uid, _exposures.c.variant).where(
+    _exposures.c.experiment_id == bindparam("p_experiment"),
+    _exposures.c.uid.in_(bindparam("p_uids", expanding=True)))
 INSERT_OUTCOME = insert(_outcomes)
 INSERT_USER_METRIC = insert(_user_metrics)
 INSERT_VARIANT_METRIC = insert(_variant_metrics)
@@ -47,21 +50,22 @@ ADD_VARIANT_METRIC = update(_variant_metrics).where(
 
 @functools.lru_cache(maxsize=32)
 def counter_update(variants: int):
-    """The counter update of a new uid's shard in an experiment of this many variants: one
-    more exposure for the uid's variant (p_variant), with its covariate's sums when it has
-    one (p_has_covariate, p_covariate, p_covariate_sq), and each variant's share of new uids
-    (p_name_i, p_share_i) added to its expected count, for the SRM check."""
-    shares = [(_counters.c.variant == bindparam(f"p_name_{i}"),
-               bindparam(f"p_share_{i}", type_=Float)) for i in range(variants)]
-    mine = _counters.c.variant == bindparam("p_variant")
+    """The counter update of one shard of an experiment of this many variants, for a batch
+    of new uids: variant p_name_i gains p_exposures_i exposures, p_expected_i expected ones
+    (the sum of its share of new uids when each was exposed, for the SRM check), and the
+    covariate sums of those exposures that came with one (p_covariates_i, p_covariate_sum_i,
+    p_covariate_sq_i)."""
+    def added(column: str, param: str, zero: int | float):
+        typed = {"type_": Float} if isinstance(zero, float) else {}
+        return getattr(_counters.c, column) + case(
+            *[(_counters.c.variant == bindparam(f"p_name_{i}"),
+               bindparam(f"{param}_{i}", **typed)) for i in range(variants)], else_=zero)
+
     return update(_counters).where(
         _counters.c.experiment_id == bindparam("p_experiment"),
         _counters.c.shard == bindparam("p_shard"),
-    ).values(exposures=_counters.c.exposures + case((mine, 1), else_=0),
-             expected=_counters.c.expected + case(*shares, else_=0.0),
-             covariates=_counters.c.covariates
-             + case((mine, bindparam("p_has_covariate")), else_=0),
-             covariate_sum=_counters.c.covariate_sum
-             + case((mine, bindparam("p_covariate", type_=Float)), else_=0.0),
-             covariate_sq=_counters.c.covariate_sq
-             + case((mine, bindparam("p_covariate_sq", type_=Float)), else_=0.0))
+    ).values(exposures=added("exposures", "p_exposures", 0),
+             expected=added("expected", "p_expected", 0.0),
+             covariates=added("covariates", "p_covariates", 0),
+             covariate_sum=added("covariate_sum", "p_covariate_sum", 0.0),
+             covariate_sq=added("covariate_sq", "p_covariate_sq", 0.0))

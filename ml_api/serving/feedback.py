@@ -3,6 +3,7 @@ true label of one answered prediction."""
 from __future__ import annotations
 
 from ml_api.assignment.sticky import StickyAssigner
+from ml_api.assignment.write_ahead import WriteAhead
 from ml_api.errors import (
     InvalidLabelToken,
     StorageUnavailable,
@@ -24,7 +25,8 @@ class OutcomeService:
 
     def __init__(self, catalog: ExperimentCatalog, exposures: ExposureStore,
                  default_experiment: str, assigner: StickyAssigner, spool: Spool,
-                 labels: LabelStore, signer: LabelSigner):
+                 labels: LabelStore, signer: LabelSigner, write_ahead: WriteAhead | None = None):
+        self._write_ahead = write_ahead
         self._labels = labels
         self._signer = signer
         self._catalog = catalog
@@ -38,9 +40,15 @@ class OutcomeService:
         experiment and a null group for its event: the uid's group was not known."""
         experiment = self._catalog.get(request.experiment or self._default_experiment)
         try:
-            receipt = self._exposures.record_outcome(experiment.id, request.uid,
-                                                     request.metric, request.value,
-                                                     request.event_id)
+            try:
+                receipt = self._record_outcome(experiment.id, request)
+            except UnknownAssignment:
+                if self._write_ahead is None:
+                    raise
+                # Its exposure may have been written ahead a moment ago: write the spooled
+                # ones now (or let a batch in flight finish first), then look again.
+                self._write_ahead.flush(everyone=True)
+                receipt = self._record_outcome(experiment.id, request)
         except (UnknownAssignment, StorageUnavailable) as exc:
             # The exposure is not in the database: assigned during an outage, it may still
             # wait in a spool (this host's or another's), or the database is down. If the
@@ -53,6 +61,10 @@ class OutcomeService:
                                     request.event_id)
             receipt = OutcomeReceipt(group, duplicate=False, queued=True)
         return experiment.name, receipt
+
+    def _record_outcome(self, experiment_id: int, request: FeedbackRequest) -> OutcomeReceipt:
+        return self._exposures.record_outcome(experiment_id, request.uid, request.metric,
+                                              request.value, request.event_id)
 
     def record_label(self, request: LabelRequest) -> tuple[str, OutcomeReceipt]:
         """(the experiment's name, what became of the label): stored with the variant and

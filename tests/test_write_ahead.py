@@ -1,0 +1,103 @@
+"""New uids' first exposures written ahead to the spool, then to MariaDB in batches."""
+import os
+import time
+
+from ml_api import create_app
+from ml_api.records.new_exposures import NewExposure
+from ml_api.validation import FeedbackRequest, PredictRequest
+from tests.helpers import FEATURES
+
+
+def services_of(settings):
+    return create_app(settings).extensions["ml_api"]
+
+
+def predict(services, uid):
+    return services.prediction.predict(PredictRequest(uid, FEATURES, None))
+
+
+def redis_value(settings, redis_client, services, uid):
+    experiment_id = services.catalog.get("demo").id
+    return redis_client.get(f"{settings.redis_prefix}assign:{experiment_id}:{uid}")
+
+
+def test_a_new_uid_is_answered_from_the_spool_and_reaches_the_database_in_a_batch(
+        real_settings, redis_client):
+    services = services_of(real_settings)
+    services.write_ahead.stop()  # this test writes the batch itself
+    groups = {uid: predict(services, uid).group for uid in (f"ahead-{i}" for i in range(60))}
+    demo = services.catalog.get("demo")
+    # Answered, durable in this process's spool, marked provisional in Redis, not yet in SQL.
+    assert services.spool.pending() == 60
+    assert redis_value(real_settings, redis_client, services, "ahead-0") == groups["ahead-0"] + "*"
+    assert services.exposures.find_exposure(demo.id, "ahead-0") is None
+
+    assert services.write_ahead.flush() == 60
+    assert services.spool.pending() == 0
+    assert {uid: services.exposures.find_exposure(demo.id, uid) for uid in groups} == groups
+    counted, expected = services.exposures.exposure_counters(demo.id)
+    assert counted == services.exposures.exposure_counts(demo.id)
+    assert sum(counted.values()) == 60 and abs(sum(expected.values()) - 60) < 1e-9
+    # The database's groups replace the marks, written behind.
+    deadline = time.monotonic() + 2
+    while (redis_value(real_settings, redis_client, services, "ahead-59") != groups["ahead-59"]
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
+    assert all(redis_value(real_settings, redis_client, services, uid) == group
+               for uid, group in groups.items())
+
+
+def test_a_batch_counts_each_uid_once_with_some_recorded_before_and_one_twice(real_settings):
+    services = services_of(real_settings)
+    store, demo = services.exposures, services.catalog.get("demo")
+    shares = {"control": 0.5, "variation": 0.5}
+    assert store.record_exposure(demo.id, "earlier", "variation", shares) == ("variation", True)
+    batch = [NewExposure(demo.id, "earlier", "control", shares),  # recorded before: kept
+             NewExposure(demo.id, "twice", "control", shares, covariate=2.0),
+             NewExposure(demo.id, "twice", "variation", shares),  # the first entry wins
+             NewExposure(demo.id, "fresh", "variation", shares, covariate=3.0)]
+    held = store.record_exposures(batch)
+    assert held == {(demo.id, "earlier"): ("variation", False),
+                    (demo.id, "twice"): ("control", True),
+                    (demo.id, "fresh"): ("variation", True)}
+    counted, expected = store.exposure_counters(demo.id)
+    assert counted == store.exposure_counts(demo.id) == {"control": 1, "variation": 2}
+    assert expected == {"control": 1.5, "variation": 1.5}
+    sums = store.covariate_sums(demo.id, "conversion", store.metric_sums(demo.id, "conversion"),
+                                conversion=True)
+    assert (sums["control"].n, sums["control"].x, sums["control"].x2) == (1, 2.0, 4.0)
+    assert (sums["variation"].n, sums["variation"].x) == (1, 3.0)
+
+
+def test_feedback_right_after_the_answer_finds_the_exposure_written_ahead(real_settings):
+    services = services_of(real_settings)
+    services.write_ahead.stop()
+    group = predict(services, "quick-buyer").group
+    name, receipt = services.outcomes.record(
+        FeedbackRequest("quick-buyer", None, "conversion", 1.0, "order-1"))
+    assert (receipt.variant, receipt.queued, receipt.duplicate) == (group, False, False)
+    assert services.spool.pending() == 0
+
+
+def test_another_worker_serves_a_uid_whose_batch_is_not_written_yet_the_same_group_once(
+        real_settings, redis_client):
+    first, other = services_of(real_settings), services_of(real_settings)
+    first.write_ahead.stop()
+    group = predict(first, "busy").group
+    answer = predict(other, "busy")  # sees the provisional mark: insert-or-get settles it
+    assert (answer.group, answer.first_exposure) == (group, False)
+    first.write_ahead.flush()
+    demo = first.catalog.get("demo")
+    assert first.exposures.exposure_counts(demo.id) == {group: 1}
+    assert first.exposures.exposure_counters(demo.id)[0][group] == 1
+
+
+def test_spooled_rows_of_a_dead_writer_are_left_to_it_for_a_moment_then_replayed(
+        real_settings):
+    services = services_of(real_settings)
+    demo = services.catalog.get("demo")
+    services.spool.add_exposure(demo.id, "orphan", "control", demo.shares, ahead=True)
+    assert services.spool.replay(services.exposures) == 0  # its writer may still write it
+    assert services.spool.flush_exposures(services.exposures, owner=os.getpid() + 1) == {}
+    assert services.spool.flush_exposures(services.exposures, older_than=0.0) == {
+        (demo.id, "orphan"): "control"}
