@@ -1,6 +1,8 @@
 """New uids' first exposures written ahead to the spool, then to MariaDB in batches."""
 import os
+import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ml_api import create_app
 from ml_api.records.new_exposures import NewExposure
@@ -101,3 +103,27 @@ def test_spooled_rows_of_a_dead_writer_are_left_to_it_for_a_moment_then_replayed
     assert services.spool.flush_exposures(services.exposures, owner=os.getpid() + 1) == {}
     assert services.spool.flush_exposures(services.exposures, older_than=0.0) == {
         (demo.id, "orphan"): "control"}
+
+
+def test_batches_racing_over_the_same_uids_record_each_once(real_settings):
+    """Four writers, each with all 200 uids in its own order, in batches of 50: every uid is
+    recorded once, by one of them, and the counters equal the rows."""
+    services = services_of(real_settings)
+    store, demo = services.exposures, services.catalog.get("demo")
+    uids = [f"race-{i}" for i in range(200)]
+
+    def write(seed):
+        order = random.Random(seed).sample(uids, len(uids))
+        recorded = []
+        for start in range(0, len(order), 50):
+            held = store.record_exposures([NewExposure(demo.id, uid, "control", demo.shares)
+                                           for uid in order[start:start + 50]])
+            recorded += [uid for (_, uid), (_, first) in held.items() if first]
+        return recorded
+
+    with ThreadPoolExecutor(4) as pool:
+        recorded = [uid for batch in pool.map(write, range(4)) for uid in batch]
+    assert sorted(recorded) == sorted(uids)
+    counted, _ = store.exposure_counters(demo.id)
+    assert store.exposure_counts(demo.id) == {"control": 200}
+    assert counted == {"control": 200, "variation": 0}

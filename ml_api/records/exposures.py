@@ -71,19 +71,32 @@ class ExposureStore:
         firsts: dict[tuple[int, str], NewExposure] = {}
         for exposure in batch:
             firsts.setdefault((exposure.experiment_id, exposure.uid), exposure)
-        held: dict[tuple[int, str], str] = {}
         with translated("recording exposures"):
             try:
                 insert_exposures(self.engine, list(firsts.values()))
+                return {key: (exposure.variant, True) for key, exposure in firsts.items()}
             except IntegrityError:  # some were recorded before: insert the others
-                held = held_groups(self.engine, firsts)
-                try:
-                    insert_exposures(self.engine, [exposure for key, exposure in firsts.items()
-                                                   if key not in held])
-                except IntegrityError as exc:  # a racing writer; the retry sees its rows
-                    raise TransientConflict("an exposure was recorded concurrently") from exc
-        return {key: (held[key], False) if key in held else (exposure.variant, True)
-                for key, exposure in firsts.items()}
+                held = {key: (variant, False)
+                        for key, variant in held_groups(self.engine, firsts).items()}
+            rest = [exposure for key, exposure in firsts.items() if key not in held]
+            try:
+                insert_exposures(self.engine, rest)
+                return {**held, **{(e.experiment_id, e.uid): (e.variant, True) for e in rest}}
+            except IntegrityError:  # others are being recorded concurrently: one at a time
+                return {**held, **{(e.experiment_id, e.uid): self._record_one(e)
+                                   for e in rest}}
+
+    def _record_one(self, exposure: NewExposure) -> tuple[str, bool]:
+        for _ in range(3):
+            try:
+                insert_exposures(self.engine, [exposure])
+                return exposure.variant, True
+            except IntegrityError:
+                existing = self.find_exposure(exposure.experiment_id, exposure.uid)
+                if existing is not None:
+                    return existing, False
+        # Inserted and rolled back by another writer each time: try the whole call again.
+        raise TransientConflict(f"the exposure of {exposure.uid!r} kept conflicting")
 
     def find_exposure(self, experiment_id: int, uid: str) -> str | None:
         with translated("reading an exposure"), self.engine.connect() as conn:
