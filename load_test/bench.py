@@ -182,7 +182,10 @@ def run_balanced(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> dict:
     best = None
     for attempt in range(BALANCE_ATTEMPTS):
         before = worker_cpu_seconds(pids)
-        result = run_wrk(wrk, server.url, args.duration, args.connections, args.threads, env)
+        # A rerun's new uids are new too: the first attempt's have been seen.
+        attempt_env = {**env, "WRK_NEW_RUN": f"{env.get('WRK_NEW_RUN', '')}-{attempt}"}
+        result = run_wrk(wrk, server.url, args.duration, args.connections, args.threads,
+                         attempt_env)
         spent = [after - start for start, after in zip(before, worker_cpu_seconds(pids))]
         busiest = max(spent) / sum(spent) if sum(spent) else 0.0
         result["busiest_worker_share"] = round(busiest, 3)

@@ -9,8 +9,9 @@ local new_run = os.getenv("WRK_NEW_RUN") or run
 local features = os.getenv("WRK_FEATURES") or
   "[17.99,10.38,122.8,1001.0,0.1184,0.2776,0.3001,0.1471,0.2419,0.07871]"
 local counter = 0
-local thread_id = 0
 local threads = {}
+-- thread_id is a global: setup() sets it in each thread's own state (a file-level local of
+-- the same name would hide it, and every thread would send the same "new" uids).
 
 function setup(thread)
   thread:set("thread_id", #threads)

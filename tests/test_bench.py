@@ -1,7 +1,10 @@
 """The benchmark command runs end to end (a short run): gunicorn on the real Redis and MariaDB
 and on the embedded default, the two baselines, wrk, the JSON summary with its ratios and
 targets, and its own cleanup."""
+import collections
+import http.server
 import json
+import threading
 
 import pymysql
 import pytest
@@ -52,6 +55,7 @@ def test_an_uneven_run_is_made_again_and_the_most_even_one_kept(monkeypatch):
             return list(cpu)
 
         def run_wrk(*args):
+            envs.append(args[-1])
             share = next(runs)
             cpu[0] += share
             cpu[1] += 1 - share
@@ -67,13 +71,44 @@ def test_an_uneven_run_is_made_again_and_the_most_even_one_kept(monkeypatch):
             return [1, 2]
 
     args = type("Args", (), {"duration": 1, "connections": 16, "threads": 2})
+    envs = []
     scripted([0.7, 0.4, 0.42, 0.8])
-    kept = bench.run_balanced("wrk", Server(), args, {})
+    kept = bench.run_balanced("wrk", Server(), args, {"WRK_NEW_RUN": "r"})
     assert kept["share_given"] == 0.42 and kept["busiest_worker_share"] == 0.58
     assert kept["reruns"] == 3
+    assert len({env["WRK_NEW_RUN"] for env in envs}) == 4  # a rerun's new uids are new too
     scripted([0.52, 0.9])
     kept = bench.run_balanced("wrk", Server(), args, {})
     assert kept["share_given"] == 0.52 and kept["reruns"] == 0
+
+
+def test_the_wrk_script_sends_each_new_uid_once_across_its_threads(tmp_path):
+    """wrk at -t2 -c8 with only new uids, against a server that notes each body's uid."""
+    seen = collections.Counter()
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            seen[json.loads(self.rfile.read(int(self.headers["Content-Length"])))["uid"]] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = bench.run_wrk(bench.ensure_wrk(), f"http://127.0.0.1:{server.server_port}",
+                               1, 8, 2, {"WRK_NEW_SHARE": "1.0", "WRK_NEW_RUN": "once"})
+    finally:
+        server.shutdown()
+    assert result["requests"] > 50 and sum(seen.values()) >= result["requests"]
+    assert max(seen.values()) == 1
+    assert {uid.split("-")[2] for uid in seen} == {"0", "1"}  # both threads sent
 
 
 def bench_databases() -> set[str]:
