@@ -112,12 +112,11 @@ class Spool:
             yield self._ahead_conn
 
     def _add(self, kind: str, payload: dict, ahead: bool = False) -> None:
+        # One statement, its own transaction (the connections are in autocommit mode).
         with self._ahead() if ahead else nullcontext(self._connection()) as conn:
-            conn.execute("BEGIN IMMEDIATE")
             conn.execute("INSERT INTO spooled (kind, payload, spooled_at, owner) "
                          "VALUES (?, ?, ?, ?)", (kind, json.dumps(payload), time.time(),
                                                  os.getpid() if ahead else 0))
-            conn.execute("COMMIT")
 
     def add_exposure(self, experiment_id: int, uid: str, variant: str,
                      shares: dict[str, float], covariate: float | None = None,
