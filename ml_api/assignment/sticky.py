@@ -2,14 +2,14 @@
 
 Tiers, fastest first: this process's memory, then Redis (when configured), then the
 database, whose unique key (experiment, uid) decides which group a new uid gets when
-several workers or replicas race for it. Only database-confirmed answers are cached, so
-every cached value is final and a returning uid costs at most one Redis round-trip (none
-once this process has seen it). A weight change only moves new uids; a flushed cache or a
-restart moves nobody.
+several workers or replicas race for it. Only final answers are cached, so a returning uid
+costs at most one Redis round-trip (none once this process has seen it). A weight change
+only moves new uids; a flushed cache or a restart moves nobody.
 
-Where the hash alone gives every uid its first group, no arbitration is needed: Redis SET NX
-tells a new uid from a returning one, and the new uid's exposure is written ahead
-(write_ahead.py), its Redis value marked provisional until the database has it.
+Where the hash alone gives every uid its first group, no arbitration is needed and that
+group is final at once: Redis SET NX tells a new uid from a returning one, and the new
+uid's exposure is written ahead (write_ahead.py), its Redis value marked provisional until
+the database has it.
 
 While the database is unreachable, Redis SET NX arbitrates instead, and the answer is
 cached in Redis as *provisional* (never in memory) until the exposure is written. A uid that
