@@ -1,6 +1,7 @@
 """8,000 simulated users through the real HTTP API (gunicorn, 2 workers, real Redis and
 MariaDB): true conversion 10% (control) vs 15% (variation); the results must name the variation."""
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -40,8 +41,15 @@ def test_results_name_the_variation_with_the_higher_true_rate(real_settings, adm
 
         with ThreadPoolExecutor(16) as pool:
             groups = list(pool.map(user, range(USERS)))
-        results = requests.get(f"{server.url}/experiments/simulation/results",
-                               headers=admin_headers).json()
+        # The last new uids' exposures reach the database in a batch just after their answers.
+        deadline = time.monotonic() + 10
+        while True:
+            results = requests.get(f"{server.url}/experiments/simulation/results",
+                                   headers=admin_headers).json()
+            if (sum(v["exposures"] for v in results["variants"]) == USERS
+                    or time.monotonic() > deadline):
+                break
+            time.sleep(0.1)
     exposures = {v["name"]: v["exposures"] for v in results["variants"]}
     assert exposures == {"control": groups.count("control"),
                          "variation": groups.count("variation")}

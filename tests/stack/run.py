@@ -331,7 +331,11 @@ class Checks:
 
     def spool_survives_a_mysql_outage_and_an_api_recreate(self) -> str:
         experiments = self.stack.sql("SELECT COUNT(*) FROM experiments")[0][0]
-        exposures = self.stack.sql("SELECT COUNT(*) FROM exposures")[0][0]
+        # Earlier checks' last exposures reach MySQL in a batch just after their answers.
+        exposures = None
+        while exposures != (now := self.stack.sql("SELECT COUNT(*) FROM exposures")[0][0]):
+            exposures = now
+            time.sleep(1)
         self.stack.compose("stop", "mysql")
         uids = [f"spooled-{uuid.uuid4().hex[:8]}" for _ in range(40)]
         answered = self.stack.groups(uids, "stack-sticky")
