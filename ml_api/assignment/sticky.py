@@ -41,12 +41,6 @@ _MEMORY_HIT, _MEMORY_MISS, _REDIS_HIT, _REDIS_MISS = (
                          ("redis", "miss")])
 
 
-def hashed_group(experiment: Experiment, uid: str) -> str:
-    """The group the hash gives this uid under the experiment's current weights."""
-    return experiment.variants[choose_variant(bucket(experiment.salt, uid),
-                                              experiment.bounds)].name
-
-
 class StickyAssigner:
     """A uid's group in an experiment: the first one it was given, from the fastest tier
     that knows it, or a new one recorded durably before it is answered."""
@@ -87,7 +81,8 @@ class StickyAssigner:
                       covariate: float | None) -> tuple[str, bool]:
         """A uid's group when the hash gives every uid its first group: Redis SET NX tells a
         new uid (its exposure is written ahead) from a returning one, in one round trip."""
-        candidate = hashed_group(experiment, uid)
+        candidate = experiment.variants[
+            choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
         try:
             held, new = self._shared.claim(experiment.id, uid, candidate + PROVISIONAL)
         except CacheUnavailable as exc:
@@ -134,7 +129,8 @@ class StickyAssigner:
 
     def _assign_on_miss(self, experiment: Experiment, uid: str, provisional: str | None,
                         covariate: float | None) -> tuple[str, bool]:
-        candidate = provisional or hashed_group(experiment, uid)
+        candidate = provisional or experiment.variants[
+            choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
         try:
             durable, first = self._store.record_exposure(experiment.id, uid, candidate,
                                                         experiment.shares, covariate)

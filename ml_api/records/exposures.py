@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ml_api.errors import StorageUnavailable, TransientConflict, UnknownAssignment
 from ml_api.records.engine import retrying, translated, utcnow
-from ml_api.records.new_exposures import NewExposure, insert_exposures, shard_of
+from ml_api.records.new_exposures import NewExposure, held_groups, insert_exposures, shard_of
 from ml_api.records.schema import Exposure, Outcome, VariantCounter, VariantMetric
 from ml_api.records.statements import (
     ADD_USER_METRIC,
@@ -75,20 +75,26 @@ class ExposureStore:
             try:
                 insert_exposures(self.engine, list(firsts.values()))
                 return {key: (exposure.variant, True) for key, exposure in firsts.items()}
-            except IntegrityError:  # some were recorded before, or are being: one at a time
-                return {key: self._record_one(exposure) for key, exposure in firsts.items()}
+            except IntegrityError:  # some were recorded before: insert the others
+                held = {key: (variant, False)
+                        for key, variant in held_groups(self.engine, firsts).items()}
+            rest = [exposure for key, exposure in firsts.items() if key not in held]
+            try:
+                insert_exposures(self.engine, rest)
+                return {**held, **{(e.experiment_id, e.uid): (e.variant, True) for e in rest}}
+            except IntegrityError:  # others are being recorded concurrently: one at a time
+                return {**held, **{(e.experiment_id, e.uid): self._record_one(e)
+                                   for e in rest}}
 
     def _record_one(self, exposure: NewExposure) -> tuple[str, bool]:
-        """Get-or-insert one exposure (after its insert conflicted, the row is likely there)."""
         for _ in range(3):
-            existing = self.find_exposure(exposure.experiment_id, exposure.uid)
-            if existing is not None:
-                return existing, False
             try:
                 insert_exposures(self.engine, [exposure])
                 return exposure.variant, True
             except IntegrityError:
-                continue
+                existing = self.find_exposure(exposure.experiment_id, exposure.uid)
+                if existing is not None:
+                    return existing, False
         # Inserted and rolled back by another writer each time: try the whole call again.
         raise TransientConflict(f"the exposure of {exposure.uid!r} kept conflicting")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from ml_api.records.engine import SHARDS, utcnow
-from ml_api.records.statements import INSERT_EXPOSURE, counter_update
+from ml_api.records.statements import FIND_EXPOSURES, INSERT_EXPOSURE, counter_update
 
 
 def shard_of(uid: str) -> int:
@@ -45,6 +45,18 @@ def _counted(experiment_id: int, exposures: list[NewExposure]):
             f"p_covariate_sq_{i}": float(sum(c * c for c in covariates))})
     return counter_update(len(names)), values
 
+
+def held_groups(engine: Engine, firsts: dict[tuple[int, str], NewExposure]
+                ) -> dict[tuple[int, str], str]:
+    """The groups the database already holds for these (experiment_id, uid) keys."""
+    by_experiment: dict[int, list[str]] = {}
+    for experiment_id, uid in firsts:
+        by_experiment.setdefault(experiment_id, []).append(uid)
+    with engine.connect() as conn:
+        return {(experiment_id, uid): variant
+                for experiment_id, uids in by_experiment.items()
+                for uid, variant in conn.execute(FIND_EXPOSURES, {
+                    "p_experiment": experiment_id, "p_uids": uids})}
 
 def insert_exposures(engine: Engine, new: list[NewExposure]) -> None:
     """Insert the exposure rows and, per experiment, one counter update, in one transaction

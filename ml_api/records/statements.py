@@ -20,6 +20,9 @@ INSERT_EXPOSURE = insert(_exposures)
 FIND_EXPOSURE = select(_exposures.c.variant, _exposures.c.covariate).where(
     _exposures.c.experiment_id == bindparam("p_experiment"),
     _exposures.c.uid == bindparam("p_uid"))
+FIND_EXPOSURES = select(_exposures.c.uid, _exposures.c.variant).where(
+    _exposures.c.experiment_id == bindparam("p_experiment"),
+    _exposures.c.uid.in_(bindparam("p_uids", expanding=True)))
 INSERT_OUTCOME = insert(_outcomes)
 INSERT_USER_METRIC = insert(_user_metrics)
 INSERT_VARIANT_METRIC = insert(_variant_metrics)
