@@ -11,6 +11,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gthread keeps client connections alive between requests; the model call holds the GIL, so
 # a few threads per worker are enough to overlap network waits (Redis, MySQL).
 worker_class = "ml_api.gunicorn_worker.GracefulThreadWorker"  # gthread, refusing once stopping
+logger_class = "ml_api.gunicorn_worker.ServiceLogger"  # no unasked-for access log
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = 30
 graceful_timeout = 30

@@ -1,4 +1,5 @@
-"""The gunicorn worker the service runs: gthread, with a stop that refuses instead of resets.
+"""The gunicorn worker and logger the service runs. The worker: gthread, with a stop that
+refuses instead of resets.
 
 On SIGTERM a stock gthread worker stops accepting, but it keeps its copy of the listening
 socket open while its kept-alive connections linger. The kernel goes on completing
@@ -10,6 +11,7 @@ balancer or client retries elsewhere.
 """
 from __future__ import annotations
 
+from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 
@@ -33,3 +35,14 @@ class GracefulThreadWorker(ThreadWorker):
                 self.nr_conns += 1
                 self.enqueue_req(TConn(self.cfg, client, address, listener.getsockname()))
             listener.close()
+
+
+class ServiceLogger(Logger):
+    """gunicorn's logger, writing access-log lines only where an access log is asked for
+    (`--access-logfile`). The service logs every request as its own event; stock gunicorn,
+    given a logging config dict, formats every request's access-log fields only for the
+    logging config to drop them."""
+
+    def access(self, resp, req, environ, request_time) -> None:
+        if self.cfg.accesslog is not None:
+            super().access(resp, req, environ, request_time)
