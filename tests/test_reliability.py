@@ -15,6 +15,7 @@ import requests
 
 from load_test.processes import free_port
 from ml_api import create_app
+from ml_api.assignment.caches import RedisAssignmentCache
 from ml_api.records.spool import Spool
 from ml_api.settings import Settings
 from ml_api.wiring import init_database
@@ -128,6 +129,17 @@ def test_redis_restart_mid_load_keeps_answering_and_nobody_moves(real_settings, 
     services = create_app(real_settings).extensions["ml_api"]
     demo = services.catalog.get("demo")
     assert sum(services.exposures.exposure_counts(demo.id).values()) == len(load.groups()) + 20
+
+
+def test_a_cache_connection_closed_by_a_redis_restart_is_replaced_at_once(own_redis):
+    port, restart = own_redis
+    cache = RedisAssignmentCache(f"redis://127.0.0.1:{port}/0", "restart:", 200, 60)
+    assert cache.claim(1, "uid", "a*") == ("a*", True)
+    restart(down_seconds=0.2)
+    # This thread's connection of before is closed; the command goes again on a new one. The
+    # restarted Redis kept nothing.
+    assert cache.claim(1, "uid", "b*") == ("b*", True)
+    assert cache.get(1, "uid") == "b*"
 
 
 def test_a_stalled_redis_costs_at_most_its_timeout(real_settings, tmp_path):

@@ -7,6 +7,7 @@ Every redis-py error leaves this module as CacheUnavailable.
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 from typing import Protocol
@@ -57,6 +58,7 @@ class RedisAssignmentCache:
         )
         self._prefix = prefix
         self._ttl = ttl_seconds
+        self._own = threading.local()  # each thread's connection for the per-request commands
         self._later: collections.deque[tuple[str, str]] = collections.deque()
         self._later_ready = threading.Event()
         self._writer: threading.Thread | None = None
@@ -66,20 +68,38 @@ class RedisAssignmentCache:
         return f"{self._prefix}assign:{experiment_id}:{uid}"
 
     def get(self, experiment_id: int, uid: str) -> str | None:
-        try:
-            return self._client.get(self._key(experiment_id, uid))
-        except redis.RedisError as exc:
-            raise _unavailable("GET", exc) from exc
+        return self._command("GET", "GET", self._key(experiment_id, uid))
 
     def claim(self, experiment_id: int, uid: str, variant: str) -> tuple[str, bool]:
         # SET NX GET is one atomic command: of all workers and replicas racing for a new uid,
         # exactly one writes, and every one learns the winner's value in the same round-trip.
-        try:
-            previous = self._client.set(self._key(experiment_id, uid), variant,
-                                        nx=True, get=True, ex=self._ttl)
-        except redis.RedisError as exc:
-            raise _unavailable("SET NX", exc) from exc
+        previous = self._command("SET NX", "SET", self._key(experiment_id, uid), variant,
+                                 "NX", "GET", "EX", self._ttl)
         return (variant, True) if previous is None else (previous, False)
+
+    def _command(self, what: str, *args):
+        """One command on this thread's own connection. The requests' commands skip the
+        client's pool: it checks a connection out and back in, and health-checks it, around
+        every command, which costs more than the command's own round trip."""
+        own = self._own
+        if getattr(own, "pid", None) != os.getpid():  # none yet, or the parent's before a fork
+            pool = self._client.connection_pool
+            own.connection, own.pid = pool.connection_class(**pool.connection_kwargs), os.getpid()
+            own.used = False
+        connection = own.connection
+        # A connection that served before may have been closed by the server meanwhile (a
+        # restart, an idle timeout): then the command goes once more, on a new connection.
+        for last_try in (not own.used, True):
+            try:
+                connection.send_command(*args)
+                reply = connection.read_response()
+                own.used = True
+                return reply
+            except redis.RedisError as exc:
+                connection.disconnect()  # the next try connects again
+                own.used = False
+                if last_try or not isinstance(exc, redis.ConnectionError):
+                    raise _unavailable(what, exc) from exc
 
     def put(self, experiment_id: int, uid: str, variant: str) -> None:
         try:
