@@ -49,6 +49,7 @@ ACCEPTED: set[str] = set()       # ... and answered with 202
 NEW_IDS = itertools.count()
 READY = gevent.event.Event()     # users wait until the run's experiment is running everywhere
 SETUP_FAILED: list[str] = []     # why the run's experiment could not be set up
+UNHEALTHY: list[str] = []        # the API's last answer to /health while the setup waits
 
 
 def admin_headers() -> dict:
@@ -62,9 +63,10 @@ def wait_until_healthy(host: str, seconds: float) -> None:
         try:
             urllib.request.urlopen(f"{host}/health", timeout=2).read()
             return
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline:
                 raise
+            UNHEALTHY[:] = [str(exc)]
             time.sleep(0.5)
 
 
@@ -113,6 +115,11 @@ def start_experiment(host: str) -> None:
 def check_results(environment, **_):
     """Print the run's experiment results; fail the run if they name the wrong group."""
     if not ADMIN_TOKEN or SETUP_FAILED:
+        return
+    if not EXPERIMENT["name"]:  # the run's time was up while its setup still waited
+        print("FAILED: the run ended before its experiment was set up; the API's /health "
+              f"last said: {UNHEALTHY[0] if UNHEALTHY else 'nothing yet'}", flush=True)
+        environment.process_exit_code = 1
         return
     request = urllib.request.Request(
         f"{environment.host}/experiments/{EXPERIMENT['name']}/results", headers=admin_headers())

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -79,6 +80,19 @@ def test_locust_web_ui_renders_and_runs_the_load_test(embedded_settings, tmp_pat
             locust.wait(timeout=30)
     said = log.read_text()
     assert "FAILED" not in said and "sample_ratio_mismatch" not in said, said[-3000:]
+
+
+def test_a_run_that_ends_while_its_setup_waits_for_the_api_fails_with_the_reason():
+    port = free_port()  # nothing listens there: /health never answers
+    env = {**os.environ, "ADMIN_TOKEN": "any", "LOAD_WAIT_SECONDS": "60"}
+    run = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", "load_test/locustfile.py", "--host",
+         f"http://127.0.0.1:{port}", "--headless", "--only-summary", "-u", "2", "-r", "2",
+         "-t", "2s"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    said = run.stdout + run.stderr
+    assert run.returncode == 1, said[-3000:]
+    assert "FAILED: the run ended before its experiment was set up" in said
+    assert "Connection refused" in said and "Traceback" not in said, said[-3000:]
 
 
 def total(ui: str) -> dict:
