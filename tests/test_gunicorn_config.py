@@ -16,7 +16,9 @@ ENVIRON = {"REQUEST_METHOD": "POST", "RAW_URI": "/predict", "PATH_INFO": "/predi
            "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1"}
 
 
-def test_the_service_runs_gunicorn_with_its_own_logger():
+def test_the_service_runs_gunicorn_with_its_own_logger(monkeypatch, tmp_path):
+    # Set, so that reading the config file leaves this process's environment as it was.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     conf = runpy.run_path(str(ROOT / "ml_api" / "gunicorn_conf.py"))
     config = Config()
     config.set("logger_class", conf["logger_class"])
