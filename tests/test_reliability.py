@@ -2,7 +2,6 @@
 workers killed or stopped mid-load. Nothing fails that should not, nobody changes group, and
 every exposure and outcome accepted is in the database afterwards."""
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -19,7 +18,7 @@ from ml_api.assignment.caches import RedisAssignmentCache
 from ml_api.records.spool import Spool
 from ml_api.settings import Settings
 from ml_api.wiring import init_database
-from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER
+from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER, require_tool
 from tests.helpers import FEATURES, Gunicorn, settings_env
 from tests.listeners import StalledListener, TcpProxy
 
@@ -80,10 +79,9 @@ class Load:
 @pytest.fixture
 def own_redis(tmp_path):
     """A Redis server of this test's own, so that it can be stopped without harming others."""
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
+    server = require_tool("redis-server", "redis-server")
     port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", "--dir", str(tmp_path)]
     procs = [subprocess.Popen(command, stdout=subprocess.DEVNULL)]
 
