@@ -41,6 +41,12 @@ _MEMORY_HIT, _MEMORY_MISS, _REDIS_HIT, _REDIS_MISS = (
                          ("redis", "miss")])
 
 
+def _hashed_group(experiment: Experiment, uid: str) -> str:
+    """The group the hash gives this uid under the experiment's current weights."""
+    return experiment.variants[choose_variant(bucket(experiment.salt, uid),
+                                              experiment.bounds)].name
+
+
 class StickyAssigner:
     """A uid's group in an experiment: the first one it was given, from the fastest tier
     that knows it, or a new one recorded durably before it is answered."""
@@ -81,8 +87,7 @@ class StickyAssigner:
                       covariate: float | None) -> tuple[str, bool]:
         """A uid's group when the hash gives every uid its first group: Redis SET NX tells a
         new uid (its exposure is written ahead) from a returning one, in one round trip."""
-        candidate = experiment.variants[
-            choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
+        candidate = _hashed_group(experiment, uid)
         try:
             held, new = self._shared.claim(experiment.id, uid, candidate + PROVISIONAL)
         except CacheUnavailable as exc:
@@ -129,8 +134,7 @@ class StickyAssigner:
 
     def _assign_on_miss(self, experiment: Experiment, uid: str, provisional: str | None,
                         covariate: float | None) -> tuple[str, bool]:
-        candidate = provisional or experiment.variants[
-            choose_variant(bucket(experiment.salt, uid), experiment.bounds)].name
+        candidate = provisional or _hashed_group(experiment, uid)
         try:
             durable, first = self._store.record_exposure(experiment.id, uid, candidate,
                                                         experiment.shares, covariate)

@@ -58,6 +58,7 @@ def held_groups(engine: Engine, firsts: dict[tuple[int, str], NewExposure]
                 for uid, variant in conn.execute(FIND_EXPOSURES, {
                     "p_experiment": experiment_id, "p_uids": uids})}
 
+
 def insert_exposures(engine: Engine, new: list[NewExposure]) -> None:
     """Insert the exposure rows and, per experiment, one counter update, in one transaction
     (IntegrityError if one of the uids was recorded before: nothing is written)."""
