@@ -115,7 +115,8 @@ class RedisAssignmentCache:
                     self._writer = threading.Thread(target=self._write_behind, daemon=True,
                                                     name="redis-write-behind")
                     self._writer.start()
-        self._later_ready.set()
+        if not self._later_ready.is_set():  # the writer clears it before it drains the queue
+            self._later_ready.set()
 
     def _write_behind(self) -> None:
         """Sends the waiting puts in one pipeline (one round trip) every WRITE_BEHIND_SECONDS

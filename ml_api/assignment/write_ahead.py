@@ -58,7 +58,8 @@ class WriteAhead:
                                  ahead=True)
         if self._thread is None:
             self._start()
-        self._ready.set()
+        if not self._ready.is_set():  # set() takes a lock; the thread clears it before flushing
+            self._ready.set()
 
     def flush(self, everyone: bool = False) -> int:
         """Write this process's spooled exposures (every process's with `everyone`) to the

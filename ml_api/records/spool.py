@@ -13,7 +13,6 @@ database's dead_letters table (DeadLetters), never dropped.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -23,6 +22,8 @@ import uuid
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
+
+import orjson
 
 from ml_api.errors import StorageUnavailable, UnknownAssignment
 from ml_api.records.dead_letters import DeadLetters
@@ -46,6 +47,11 @@ COLUMNS = {"spooled_at": "REAL NOT NULL DEFAULT 0",  # time.time() when spooled
 # A replay leaves exposures written ahead this recently to the process that wrote them.
 AHEAD_SECONDS = 2.0
 RETRY_SECONDS = 5.0  # between tries of an outcome whose exposure is not in the database yet
+
+
+def _json(payload: dict) -> str:
+    """A record's payload as JSON text (numpy scalars, as models give them, included)."""
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
@@ -115,7 +121,7 @@ class Spool:
         # One statement, its own transaction (the connections are in autocommit mode).
         with self._ahead() if ahead else nullcontext(self._connection()) as conn:
             conn.execute("INSERT INTO spooled (kind, payload, spooled_at, owner) "
-                         "VALUES (?, ?, ?, ?)", (kind, json.dumps(payload), time.time(),
+                         "VALUES (?, ?, ?, ?)", (kind, _json(payload), time.time(),
                                                  os.getpid() if ahead else 0))
 
     def add_exposure(self, experiment_id: int, uid: str, variant: str,
@@ -157,7 +163,7 @@ class Spool:
             "ORDER BY id LIMIT ?", (args, batch)).fetchall()
         if not rows:
             return {}
-        held = exposures.record_exposures([NewExposure(**json.loads(payload))
+        held = exposures.record_exposures([NewExposure(**orjson.loads(payload))
                                            for _, payload in rows])
         with self._ahead() as conn:  # a delete lost to a power cut is only written again
             conn.execute(f"DELETE FROM spooled WHERE id IN ({','.join('?' * len(rows))})",
@@ -185,7 +191,7 @@ class Spool:
                                 "ORDER BY id LIMIT ?",
                                 (now, now - AHEAD_SECONDS, batch)).fetchall()
             for row_id, kind, payload, spooled_at in rows:
-                args = json.loads(payload)
+                args = orjson.loads(payload)
                 try:
                     if kind == "exposure":
                         exposures.record_exposure(**args)
