@@ -15,6 +15,7 @@ from ml_api.experiments.shadow import ShadowRunner
 from ml_api.experiments.supervisor import ExperimentSupervisor
 from ml_api.experiments.traffic import TrafficRecorder
 from ml_api.experiments.values import RUNNING, Variant
+from ml_api.records.ahead_log import AheadLog
 from ml_api.records.dead_letters import DeadLetters
 from ml_api.records.engine import make_engine, schema_is_current, upgrade_schema, utcnow
 from ml_api.records.experiment_store import ExperimentStore
@@ -154,7 +155,8 @@ def build_services(settings: Settings, ship_actions: bool = True) -> Services:
                                 settings.experiment_refresh_seconds, signal=relay or signal)
     catalog.refresh()
     spool = Spool(settings.spool_path, DeadLetters(engine), settings.spool_orphan_horizon_seconds)
-    write_ahead = WriteAhead(spool, exposures, cache) if cache is not None else None
+    write_ahead = (WriteAhead(AheadLog.beside(settings.spool_path), exposures, cache)
+                   if cache is not None else None)
     assigner = StickyAssigner(InProcessAssignmentCache(settings.local_cache_max_entries),
                               cache, exposures, spool, write_ahead)
     shadow, traffic = ShadowRunner(registry, shadow_records), TrafficRecorder(TrafficStore(engine))
@@ -172,7 +174,8 @@ def build_services(settings: Settings, ship_actions: bool = True) -> Services:
                                 spool, labels, signer, write_ahead),
         admin=admin, shadow=shadow, traffic=traffic,
         supervisor=ExperimentSupervisor(store, exposures, admin, traffic, spool=spool,
-                                        snapshots=snapshots, labels=labels),
+                                        snapshots=snapshots, labels=labels,
+                                        write_ahead=write_ahead),
         request_events=request_events, spool=spool, relay=relay, write_ahead=write_ahead,
     )
 

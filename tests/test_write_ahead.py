@@ -1,13 +1,15 @@
-"""New uids' first exposures written ahead to the spool, then to MariaDB in batches."""
-import os
+"""New uids' first exposures written ahead to local files, then to MariaDB in batches."""
 import random
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ml_api import create_app
+from ml_api.records.ahead_log import AheadLog
 from ml_api.records.new_exposures import NewExposure
 from ml_api.validation import FeedbackRequest, PredictRequest
-from tests.helpers import FEATURES
+from tests.helpers import FEATURES, ROOT
 
 
 def services_of(settings):
@@ -23,19 +25,19 @@ def redis_value(settings, redis_client, services, uid):
     return redis_client.get(f"{settings.redis_prefix}assign:{experiment_id}:{uid}")
 
 
-def test_a_new_uid_is_answered_from_the_spool_and_reaches_the_database_in_a_batch(
+def test_a_new_uid_is_answered_once_on_disk_and_reaches_the_database_in_a_batch(
         real_settings, redis_client):
     services = services_of(real_settings)
     services.write_ahead.stop()  # this test writes the batch itself
     groups = {uid: predict(services, uid).group for uid in (f"ahead-{i}" for i in range(60))}
     demo = services.catalog.get("demo")
-    # Answered, durable in this process's spool, marked provisional in Redis, not yet in SQL.
-    assert services.spool.pending() == 60
+    # Answered, durable in this process's files, marked provisional in Redis, not yet in SQL.
+    assert services.write_ahead.pending() == 60
     assert redis_value(real_settings, redis_client, services, "ahead-0") == groups["ahead-0"] + "*"
     assert services.exposures.find_exposure(demo.id, "ahead-0") is None
 
     assert services.write_ahead.flush() == 60
-    assert services.spool.pending() == 0
+    assert services.write_ahead.pending() == 0
     assert {uid: services.exposures.find_exposure(demo.id, uid) for uid in groups} == groups
     counted, expected = services.exposures.exposure_counters(demo.id)
     assert counted == services.exposures.exposure_counts(demo.id)
@@ -78,7 +80,7 @@ def test_feedback_right_after_the_answer_finds_the_exposure_written_ahead(real_s
     name, receipt = services.outcomes.record(
         FeedbackRequest("quick-buyer", None, "conversion", 1.0, "order-1"))
     assert (receipt.variant, receipt.queued, receipt.duplicate) == (group, False, False)
-    assert services.spool.pending() == 0
+    assert services.write_ahead.pending() == 0 and services.spool.pending() == 0
 
 
 def test_another_worker_serves_a_uid_whose_batch_is_not_written_yet_the_same_group_once(
@@ -94,15 +96,27 @@ def test_another_worker_serves_a_uid_whose_batch_is_not_written_yet_the_same_gro
     assert first.exposures.exposure_counters(demo.id)[0][group] == 1
 
 
-def test_spooled_rows_of_a_dead_writer_are_left_to_it_for_a_moment_then_replayed(
-        real_settings):
+def test_what_a_worker_wrote_ahead_is_replayed_by_another_only_once_it_has_died(
+        real_settings, tmp_path):
     services = services_of(real_settings)
     demo = services.catalog.get("demo")
-    services.spool.add_exposure(demo.id, "orphan", "control", demo.shares, ahead=True)
-    assert services.spool.replay(services.exposures) == 0  # its writer may still write it
-    assert services.spool.flush_exposures(services.exposures, owner=os.getpid() + 1) == {}
-    assert services.spool.flush_exposures(services.exposures, older_than=0.0) == {
-        (demo.id, "orphan"): "control"}
+    live = AheadLog(tmp_path / "ahead")
+    live.append(NewExposure(demo.id, "alive", "control", demo.shares))
+    replayer = AheadLog(tmp_path / "ahead")  # its own descriptors: it cannot lock live's file
+    # A worker that writes one exposure ahead, then dies before its batch.
+    dead = subprocess.run([sys.executable, "-c", (
+        "import os; from ml_api.records.ahead_log import AheadLog;"
+        "from ml_api.records.new_exposures import NewExposure;"
+        f"AheadLog({str(tmp_path / 'ahead')!r}).append("
+        f"NewExposure({demo.id}, 'orphan', 'variation', {demo.shares!r}, 1.5)); os._exit(9)")],
+        cwd=ROOT)
+    assert dead.returncode == 9
+    assert len(list((tmp_path / "ahead").glob("*.jsonl"))) == 2
+    assert replayer.replay(services.exposures) == 1
+    assert services.exposures.find_exposure(demo.id, "orphan") == "variation"
+    assert services.exposures.find_exposure(demo.id, "alive") is None  # its writer lives
+    assert len(list((tmp_path / "ahead").glob("*.jsonl"))) == 1
+    assert replayer.replay(services.exposures) == 0
 
 
 def test_batches_racing_over_the_same_uids_record_each_once(real_settings):
@@ -127,3 +141,25 @@ def test_batches_racing_over_the_same_uids_record_each_once(real_settings):
     counted, _ = store.exposure_counters(demo.id)
     assert store.exposure_counts(demo.id) == {"control": 200}
     assert counted == {"control": 200, "variation": 0}
+
+
+def test_a_thread_moves_to_a_new_file_when_full_and_the_full_one_goes_once_written(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr("ml_api.records.ahead_log.ROTATE_BYTES", 500)
+    ahead = AheadLog(tmp_path / "ahead")
+    exposures = [NewExposure(7, f"u-{i}", "control", {"control": 1.0}) for i in range(40)]
+    for exposure in exposures[:25]:
+        ahead.append(exposure)
+    first = ahead.read()
+    files = list((tmp_path / "ahead").glob("*.jsonl"))
+    assert first.exposures == exposures[:25] and len(files) > 2
+    ahead.done(first)
+    assert len(list((tmp_path / "ahead").glob("*.jsonl"))) == 1  # the one still written to
+    for exposure in exposures[25:]:
+        ahead.append(exposure)
+    second = ahead.read()
+    assert second.exposures == exposures[25:]  # each exposure read once
+    ahead.done(second)
+    assert ahead.pending() == 0
+    ahead.close()
+    assert not list((tmp_path / "ahead").iterdir())

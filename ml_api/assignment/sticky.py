@@ -21,7 +21,6 @@ the caller serves it outside the experiment.
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from ml_api.assignment.caches import AssignmentCache, InProcessAssignmentCache
 from ml_api.assignment.hashing import bucket, choose_variant
@@ -97,8 +96,8 @@ class StickyAssigner:
         if new:
             try:
                 self._write_ahead.add(experiment, uid, candidate, covariate)
-            except sqlite3.Error as exc:
-                log.warning("spool unavailable, exposure written to the database: %s", exc)
+            except OSError as exc:
+                log.warning("exposure not written ahead, written to the database: %s", exc)
                 return self._assign_on_miss(experiment, uid, candidate, covariate)[0], True
             self._local.put(experiment.id, uid, candidate)
             return candidate, True

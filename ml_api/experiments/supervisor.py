@@ -42,8 +42,9 @@ class ExperimentSupervisor:
     def __init__(self, store: ExperimentStore, exposures: ExposureStore, admin: ExperimentAdmin,
                  traffic: TrafficRecorder, clock: Callable[[], datetime] = utcnow,
                  spool=None, snapshots: SnapshotStore | None = None,
-                 labels: LabelStore | None = None):
+                 labels: LabelStore | None = None, write_ahead=None):
         self._spool = spool
+        self._write_ahead = write_ahead
         self._labels = labels
         self._snapshots = snapshots
         self._snapshotted: dict[int, datetime] = {}  # the last minute this worker wrote
@@ -61,6 +62,8 @@ class ExperimentSupervisor:
         actions = []
         if self._spool is not None:
             replayed = self._spool.replay(self._exposures, self._labels)
+            if self._write_ahead is not None:  # what dead workers wrote ahead
+                replayed += self._write_ahead.replay()
             if replayed:
                 actions.append(f"spool: {replayed} records written to the database")
         self._traffic.flush(now)

@@ -3,10 +3,6 @@ outcomes and labels accepted while MySQL is down are written here (fsync'd SQLit
 the workers of one host) and replayed when it returns. Replays are idempotent: exposures are
 insert-or-get, every spooled outcome carries an event id, and every label its request id.
 
-It is also the write-ahead record of new uids' first exposures (assignment/write_ahead.py):
-written before the answer, then to the database in batches by the process that wrote them,
-or by any worker's replay if that process died first.
-
 An outcome whose exposure the database does not know yet may be waiting in another host's
 spool: it is retried until `orphan_horizon` seconds after it was spooled, then moved to the
 database's dead_letters table (DeadLetters), never dropped.
@@ -14,14 +10,11 @@ database's dead_letters table (DeadLetters), never dropped.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
 import uuid
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 
@@ -43,7 +36,7 @@ CREATE TABLE IF NOT EXISTS spooled (
 # Added later; a spool file written before them gets them with their defaults.
 COLUMNS = {"spooled_at": "REAL NOT NULL DEFAULT 0",  # time.time() when spooled
            "retry_at": "REAL NOT NULL DEFAULT 0",    # not replayed before this time
-           "owner": "INTEGER NOT NULL DEFAULT 0"}    # the pid that writes it ahead, or 0
+           "owner": "INTEGER NOT NULL DEFAULT 0"}    # non-zero: written ahead by an older release
 # A replay leaves exposures written ahead this recently to the process that wrote them.
 AHEAD_SECONDS = 2.0
 RETRY_SECONDS = 5.0  # between tries of an outcome whose exposure is not in the database yet
@@ -78,9 +71,6 @@ class Spool:
         self._orphan_horizon = orphan_horizon
         self._local = threading.local()
         self._replay_lock = threading.Lock()
-        self._ahead_lock = threading.Lock()
-        self._ahead_conn: sqlite3.Connection | None = None
-        self._ahead_pid = 0
         with self._connection() as conn:
             conn.execute(SCHEMA)
             present = {row[1] for row in conn.execute("PRAGMA table_info(spooled)")}
@@ -95,42 +85,22 @@ class Spool:
         an outage survives a power cut."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._open("FULL")
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            _set_wal(conn)
+            conn.execute("PRAGMA synchronous=FULL")
             self._local.conn = conn
         return conn
 
-    def _open(self, synchronous: str, shared: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                               check_same_thread=not shared)
-        _set_wal(conn)
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-        return conn
-
-    @contextmanager
-    def _ahead(self) -> Iterator[sqlite3.Connection]:
-        """The process's one connection for exposures written ahead, one thread at a time:
-        threads wait on a lock, not in SQLite's busy handler, which sleeps in milliseconds.
-        It does not sync commits: they survive the process's death, not a power cut (and
-        these exposures reach the database moments later)."""
-        with self._ahead_lock:
-            if self._ahead_pid != os.getpid():  # none yet, or the parent's before a fork
-                self._ahead_conn, self._ahead_pid = self._open("NORMAL", shared=True), os.getpid()
-            yield self._ahead_conn
-
-    def _add(self, kind: str, payload: dict, ahead: bool = False) -> None:
+    def _add(self, kind: str, payload: dict) -> None:
         # One statement, its own transaction (the connections are in autocommit mode).
-        with self._ahead() if ahead else nullcontext(self._connection()) as conn:
-            conn.execute("INSERT INTO spooled (kind, payload, spooled_at, owner) "
-                         "VALUES (?, ?, ?, ?)", (kind, _json(payload), time.time(),
-                                                 os.getpid() if ahead else 0))
+        self._connection().execute("INSERT INTO spooled (kind, payload, spooled_at) "
+                                   "VALUES (?, ?, ?)", (kind, _json(payload), time.time()))
 
     def add_exposure(self, experiment_id: int, uid: str, variant: str,
-                     shares: dict[str, float], covariate: float | None = None,
-                     ahead: bool = False) -> None:
-        """Spool a first exposure: while the database is down, or `ahead` of writing it (this
-        process then writes it soon, with flush_exposures; anyone's replay may too)."""
+                     shares: dict[str, float], covariate: float | None = None) -> None:
+        """Spool a first exposure accepted while the database is down."""
         self._add("exposure", {"experiment_id": experiment_id, "uid": uid, "variant": variant,
-                               "shares": shares, "covariate": covariate}, ahead)
+                               "shares": shares, "covariate": covariate})
 
     def add_outcome(self, experiment_id: int, uid: str, metric: str, value: float,
                     event_id: str | None) -> str:
@@ -150,24 +120,23 @@ class Spool:
         return self._connection().execute("SELECT COUNT(*) FROM spooled WHERE spooled_at <= ?",
                                           (time.time() - older_than,)).fetchone()[0]
 
-    def flush_exposures(self, exposures: ExposureStore, owner: int | None = None,
-                        older_than: float = 0.0, batch: int = 500) -> dict[tuple[int, str], str]:
+    def flush_exposures(self, exposures: ExposureStore, older_than: float = 0.0,
+                        batch: int = 500) -> dict[tuple[int, str], str]:
         """Write spooled exposures to the database in one transaction, oldest first: those
-        written ahead by `owner`, or (without one) those spooled during an outage and those
-        written ahead more than `older_than` seconds ago. Returns each one's group as the
-        database holds it. A database error raises StorageUnavailable and leaves them."""
-        where, args = (("owner = ?", owner) if owner is not None
-                       else ("(owner = 0 OR spooled_at <= ?)", time.time() - older_than))
-        rows = self._connection().execute(
-            f"SELECT id, payload FROM spooled WHERE kind = 'exposure' AND {where} "
-            "ORDER BY id LIMIT ?", (args, batch)).fetchall()
+        spooled during an outage, and those an older release wrote ahead more than
+        `older_than` seconds ago. Returns each one's group as the database holds it. A
+        database error raises StorageUnavailable and leaves them."""
+        conn = self._connection()
+        rows = conn.execute(
+            "SELECT id, payload FROM spooled WHERE kind = 'exposure' "
+            "AND (owner = 0 OR spooled_at <= ?) ORDER BY id LIMIT ?",
+            (time.time() - older_than, batch)).fetchall()
         if not rows:
             return {}
         held = exposures.record_exposures([NewExposure(**orjson.loads(payload))
                                            for _, payload in rows])
-        with self._ahead() as conn:  # a delete lost to a power cut is only written again
-            conn.execute(f"DELETE FROM spooled WHERE id IN ({','.join('?' * len(rows))})",
-                         [row_id for row_id, _ in rows])
+        conn.execute(f"DELETE FROM spooled WHERE id IN ({','.join('?' * len(rows))})",
+                     [row_id for row_id, _ in rows])
         return {key: variant for key, (variant, _) in held.items()}
 
     def replay(self, exposures: ExposureStore, labels: LabelStore | None = None,
