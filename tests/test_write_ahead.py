@@ -83,6 +83,18 @@ def test_feedback_right_after_the_answer_finds_the_exposure_written_ahead(real_s
     assert services.write_ahead.pending() == 0 and services.spool.pending() == 0
 
 
+def test_feedback_at_another_worker_finds_the_exposure_this_one_wrote_ahead(real_settings):
+    first, other = services_of(real_settings), services_of(real_settings)
+    first.write_ahead.stop()
+    group = predict(first, "hopper").group
+    name, receipt = other.outcomes.record(
+        FeedbackRequest("hopper", None, "conversion", 1.0, "order-2"))
+    assert (receipt.variant, receipt.queued, receipt.duplicate) == (group, False, False)
+    assert first.write_ahead.flush() == 1  # written twice: counted once
+    demo = first.catalog.get("demo")
+    assert first.exposures.exposure_counters(demo.id)[0][group] == 1
+
+
 def test_another_worker_serves_a_uid_whose_batch_is_not_written_yet_the_same_group_once(
         real_settings, redis_client):
     first, other = services_of(real_settings), services_of(real_settings)

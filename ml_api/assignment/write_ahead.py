@@ -62,10 +62,11 @@ class WriteAhead:
         if not self._ready.is_set():  # set() takes a lock; the thread clears it before flushing
             self._ready.set()
 
-    def flush(self, everyone: bool = False) -> int:
+    def flush(self, wanted: tuple[int, str] | None = None) -> int:
         """Write this process's exposures written ahead to the database now; returns how many.
-        With `everyone`, also those of the host's other processes (which still write theirs:
-        a repeat is harmless). StorageUnavailable leaves them for a later flush or replay."""
+        With `wanted` (experiment id, uid), also that uid's exposure if another process of
+        this host wrote it ahead (that one writes it too: a repeat is harmless).
+        StorageUnavailable leaves them for a later flush or replay."""
         with self._flush_lock:  # a caller's flush waits for the batch thread's, and vice versa
             batch = self._log.read()
             for start in range(0, len(batch.exposures), BATCH):
@@ -73,10 +74,9 @@ class WriteAhead:
                 for (experiment_id, uid), (variant, _) in held.items():
                     self._shared.put_later(experiment_id, uid, variant)  # final: no mark
             self._log.done(batch)
-        if everyone:
-            others = self._log.others()
-            for start in range(0, len(others), BATCH):
-                self._store.record_exposures(others[start:start + BATCH])
+        other = self._log.elsewhere(*wanted) if wanted is not None else None
+        if other is not None:
+            self._store.record_exposures([other])
         return len(batch.exposures)
 
     def pending(self) -> int:

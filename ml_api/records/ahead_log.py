@@ -182,34 +182,19 @@ class AheadLog:
                 os.close(fd)
         return done
 
-    def orphaned(self) -> int:
-        """How many files here were left by dead processes (the next replay writes them)."""
-        count = 0
-        for path in self.folder.glob(f"*{SUFFIX}"):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                count += 1
-            except BlockingIOError:
-                pass
-            finally:
-                os.close(fd)
-        return count
-
-    def others(self) -> list[NewExposure]:
-        """The exposures in the files of this host's other processes, dead or alive."""
+    def elsewhere(self, experiment_id: int, uid: str) -> NewExposure | None:
+        """This uid's exposure if another process of this host wrote it ahead (dead or
+        alive; a live one still writes it itself)."""
         with self._files_lock:
             mine = {file.path for file in self._files}
-        exposures = []
-        for path in sorted(self.folder.glob(f"*{SUFFIX}")):
-            if path in mine:
-                continue
+        needle = orjson.dumps(uid)
+        for path in self.folder.glob(f"*{SUFFIX}"):
             try:
-                data = path.read_bytes()
+                data = b"" if path in mine else path.read_bytes()
             except FileNotFoundError:
                 continue
-            exposures += _parse(data[:data.rfind(b"\n") + 1], path)
-        return exposures
+            if needle in data:
+                for exposure in _parse(data[:data.rfind(b"\n") + 1], path):
+                    if (exposure.experiment_id, exposure.uid) == (experiment_id, uid):
+                        return exposure
+        return None

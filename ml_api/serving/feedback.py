@@ -45,9 +45,10 @@ class OutcomeService:
             except UnknownAssignment:
                 if self._write_ahead is None:
                     raise
-                # Its exposure may have been written ahead a moment ago: write the spooled
-                # ones now (or let a batch in flight finish first), then look again.
-                self._write_ahead.flush(everyone=True)
+                # Its exposure may have been written ahead a moment ago, by this process or
+                # another of this host: write it now (or let a batch in flight finish
+                # first), then look again.
+                self._write_ahead.flush(wanted=(experiment.id, request.uid))
                 receipt = self._record_outcome(experiment.id, request)
         except (UnknownAssignment, StorageUnavailable) as exc:
             # The exposure is not in the database: assigned during an outage, it may still
