@@ -88,7 +88,8 @@ class WriteAhead:
         return self._log.replay(self._store, BATCH)
 
     def stop(self) -> None:
-        """Stop the thread; what it has not written stays spooled, for any replay."""
+        """Stop the thread; what it has not written stays in its files, for a later flush or
+        a replay."""
         self._stopping.set()
         self._ready.set()
         if self._thread is not None:
