@@ -62,3 +62,14 @@ def test_gradient_boosting_with_uneven_trees_and_rows_on_the_thresholds():
     rows = np.array(rows)
     expected = model.predict_proba(rows)[:, 1]
     assert np.allclose([fast(row) for row in rows], expected, rtol=0, atol=1e-12)
+
+
+def test_logistic_fast_path_saturates_like_predict_proba_at_extreme_logits():
+    """Rows far outside the data push the logit past what exp() can take either way: the
+    fast path neither overflows nor departs from predict_proba's 0 and 1."""
+    model = LogisticRegression(max_iter=5000).fit(X, Y)
+    fast = fast_proba(model, X.shape[1])
+    rows = np.vstack([X[:20] * 1e6, X[:20] * -1e6, X[:20] * 1e-9])
+    expected = model.predict_proba(rows)[:, 1]
+    assert {0.0, 1.0} <= set(expected.round(12))
+    assert np.allclose([fast(row.tolist()) for row in rows], expected, rtol=0, atol=1e-12)

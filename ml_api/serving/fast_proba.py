@@ -8,10 +8,11 @@ A fast path is used only after it reproduces the estimator's own predict_proba o
 from __future__ import annotations
 
 import logging
-from typing import Callable
+import math
+import operator
+from typing import Callable, Sequence
 
 import numpy as np
-from scipy.special import expit
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -19,8 +20,17 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 log = logging.getLogger(__name__)
-# One row (1-D float64) -> probability of the second (positive) class of a binary model.
-Proba = Callable[[np.ndarray], float]
+# One row (a sequence of floats) -> probability of the second (positive) class of a binary
+# model.
+Proba = Callable[[Sequence[float]], float]
+
+
+def _sigmoid(z: float) -> float:
+    """scipy's expit for one float, without a ufunc call; never overflows."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
 
 
 def _logistic(model: LogisticRegression, scaler: StandardScaler | None) -> Proba | None:
@@ -32,7 +42,10 @@ def _logistic(model: LogisticRegression, scaler: StandardScaler | None) -> Proba
         scale = scaler.scale_ if scaler.with_std else np.ones_like(coef)
         coef = coef / scale
         intercept -= float(mean @ coef)
-    return lambda x: float(expit(x @ coef + intercept))
+    # A dot product of a few features costs less in Python than converting the row to an
+    # array: the weights as floats, summed after the intercept.
+    weights, multiply = coef.tolist(), operator.mul
+    return lambda x: _sigmoid(sum(map(multiply, x, weights), intercept))
 
 
 def _gradient_boosting(model: GradientBoostingClassifier, n_features: int) -> Proba | None:
@@ -67,12 +80,12 @@ def _gradient_boosting(model: GradientBoostingClassifier, n_features: int) -> Pr
     threshold, value = np.concatenate(parts["threshold"]), np.concatenate(parts["value"])
     depth = max(tree.max_depth for tree in trees)
 
-    def proba(x: np.ndarray) -> float:
-        following = np.where(x.astype(np.float32)[feature] <= threshold, left, right)
+    def proba(x: Sequence[float]) -> float:
+        following = np.where(np.array(x, dtype=np.float32)[feature] <= threshold, left, right)
         node = roots
         for _ in range(depth):
             node = following[node]
-        return float(expit(start + value[node].sum()))
+        return _sigmoid(start + float(value[node].sum()))
 
     return proba
 

@@ -119,7 +119,7 @@ class LoadedModel:
         """(prediction, score): score is the positive-class probability for a binary classifier,
         the predicted class's probability for a multi-class one, None without predict_proba."""
         if self._fast_proba is not None and self._classes is not None:
-            positive = self._fast_proba(np.asarray(row, dtype=np.float64))
+            positive = self._fast_proba(row)
             # argmax semantics: a tie (0.5) goes to the first class, as predict() does.
             return self._classes[1 if positive > 0.5 else 0], positive
         x = np.asarray(row, dtype=np.float64).reshape(1, -1)
