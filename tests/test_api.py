@@ -8,7 +8,7 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from ml_api.http.jsonio import read_body
+from ml_api.http.jsonio import read_body, read_json_body
 from ml_api.serving.training import demo_dataset
 from tests.helpers import FEATURE_NAMES, FEATURES, settle
 
@@ -170,6 +170,29 @@ def test_a_body_shorter_than_its_length_is_a_client_error():
     environ["CONTENT_LENGTH"] = "100"
     with pytest.raises(ClientDisconnected):
         read_body(Request(environ), 64 * 1024)
+
+
+@pytest.mark.parametrize("content_type,length,extra", [
+    ("application/json", None, {}),
+    ("application/json; charset=utf-8", None, {}),
+    ("Application/JSON", None, {}),
+    ("application/problem+json", None, {}),
+    ("application/json", " {n} ", {}),
+    ("application/json", "0{n}", {}),
+    ("application/json", "999", {"HTTP_TRANSFER_ENCODING": "chunked",
+                                 "wsgi.input_terminated": True}),
+])
+def test_json_bodies_are_read_whatever_form_their_type_and_length_take(content_type, length,
+                                                                       extra):
+    """The plain type and length are read off the environ; every other form of them goes
+    through werkzeug's parsing and still reads the body (a chunked body's length is not the
+    one announced)."""
+    body = json.dumps({"uid": "a", "features": FEATURES}).encode()
+    environ = EnvironBuilder(method="POST", path="/predict", data=body).get_environ()
+    environ.update({"CONTENT_TYPE": content_type, "wsgi.input": io.BytesIO(body), **extra})
+    if length is not None:
+        environ["CONTENT_LENGTH"] = length.format(n=len(body))
+    assert read_json_body(Request(environ), 64 * 1024) == {"uid": "a", "features": FEATURES}
 
 
 @pytest.mark.parametrize("method,path,status,code", [
