@@ -73,3 +73,11 @@ def test_logistic_fast_path_saturates_like_predict_proba_at_extreme_logits():
     expected = model.predict_proba(rows)[:, 1]
     assert {0.0, 1.0} <= set(expected.round(12))
     assert np.allclose([fast(row.tolist()) for row in rows], expected, rtol=0, atol=1e-12)
+
+
+def test_gradient_boosting_past_the_size_limit_keeps_its_own_method(monkeypatch):
+    model = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(X, Y)
+    assert fast_proba(model, X.shape[1]) is not None
+    nodes = sum(estimator.tree_.node_count for estimator in model.estimators_[:, 0])
+    monkeypatch.setattr("ml_api.serving.fast_proba.MAX_TREE_NODES", nodes - 1)
+    assert fast_proba(model, X.shape[1]) is None

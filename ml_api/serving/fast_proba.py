@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+from array import array
 from typing import Callable, Sequence
 
 import numpy as np
@@ -48,46 +49,51 @@ def _logistic(model: LogisticRegression, scaler: StandardScaler | None) -> Proba
     return lambda x: _sigmoid(sum(map(multiply, x, weights), intercept))
 
 
-def _gradient_boosting(model: GradientBoostingClassifier, n_features: int) -> Proba | None:
-    """All the trees in five flat arrays, walked one level at a time for every tree at once.
+# Trees bigger than this keep scikit-learn's own method: their generated code would be slow
+# to compile and too deep for the parser.
+MAX_TREE_DEPTH = 16
+MAX_TREE_NODES = 100_000
 
-    scikit-learn's predict_stages visits each tree object in turn (the estimator, its tree,
-    its node and value arrays: separate allocations, mostly cache misses once a busy worker
-    has run other code in between); here one comparison over every node gives each node's
-    next node, and `depth` lookups take every tree from its root to its leaf. A leaf is its
-    own next node. As in scikit-learn, the row is compared as float32 against float64
-    thresholds.
+
+def _gradient_boosting(model: GradientBoostingClassifier, n_features: int) -> Proba | None:
+    """The trees written out as one Python function of nested comparisons, compiled once.
+
+    On one row, every numpy call costs more than the comparisons it makes, and a busy worker
+    finds numpy's code and the trees' arrays out of its caches; a walk down each tree in
+    plain comparisons makes no call and touches little memory. As in scikit-learn, the row is
+    rounded to float32 (array 'f') and compared against float64 thresholds, and the trees'
+    values are added one tree after another to the initial raw score. The source holds only
+    numbers read from the verified artifact.
     """
     if model.n_trees_per_iteration_ != 1 or not (
             model.init_ == "zero" or isinstance(model.init_, DummyClassifier)):
         return None
+    trees = [estimator.tree_ for estimator in model.estimators_[:, 0]]
+    if max(tree.max_depth for tree in trees) > MAX_TREE_DEPTH \
+            or sum(tree.node_count for tree in trees) > MAX_TREE_NODES:
+        return None
     # With a "zero" or prior init, the starting raw score is the same for every row.
     start = float(model._raw_predict_init(np.zeros((1, n_features), dtype=np.float32))[0, 0])
-    trees = [estimator.tree_ for estimator in model.estimators_[:, 0]]
-    roots = np.cumsum([0] + [tree.node_count for tree in trees[:-1]]).astype(np.intp)
-    parts: dict[str, list[np.ndarray]] = {"feature": [], "threshold": [], "left": [],
-                                          "right": [], "value": []}
-    for tree, root in zip(trees, roots):
-        leaf = tree.children_left == -1
-        here = np.arange(tree.node_count) + root
-        parts["feature"].append(np.where(leaf, 0, tree.feature))
-        parts["threshold"].append(np.where(leaf, np.inf, tree.threshold))
-        parts["left"].append(np.where(leaf, here, tree.children_left + root))
-        parts["right"].append(np.where(leaf, here, tree.children_right + root))
-        parts["value"].append(tree.value[:, 0, 0] * model.learning_rate)
-    feature, left, right = (np.concatenate(parts[name]).astype(np.intp)
-                            for name in ("feature", "left", "right"))
-    threshold, value = np.concatenate(parts["threshold"]), np.concatenate(parts["value"])
-    depth = max(tree.max_depth for tree in trees)
+    names = "".join(f"x{i}, " for i in range(n_features))
+    lines = ["def raw_score(row):", f"    {names}= array('f', row)", f"    score = {start!r}"]
 
-    def proba(x: Sequence[float]) -> float:
-        following = np.where(np.array(x, dtype=np.float32)[feature] <= threshold, left, right)
-        node = roots
-        for _ in range(depth):
-            node = following[node]
-        return _sigmoid(start + float(value[node].sum()))
+    def write(tree, node: int, indent: str) -> None:
+        if tree.children_left[node] == -1:
+            leaf = float(tree.value[node, 0, 0] * model.learning_rate)
+            lines.append(f"{indent}score += {leaf!r}")
+            return
+        lines.append(f"{indent}if x{int(tree.feature[node])} <= {float(tree.threshold[node])!r}:")
+        write(tree, int(tree.children_left[node]), indent + "    ")
+        lines.append(f"{indent}else:")
+        write(tree, int(tree.children_right[node]), indent + "    ")
 
-    return proba
+    for tree in trees:
+        write(tree, 0, "    ")
+    lines.append("    return score")
+    namespace = {"array": array}
+    exec(compile("\n".join(lines), "<gradient boosting trees>", "exec"), namespace)
+    raw_score = namespace["raw_score"]
+    return lambda x: _sigmoid(raw_score(x))
 
 
 def fast_proba(estimator, n_features: int, seed: int = 0) -> Proba | None:
