@@ -9,6 +9,7 @@ from ml_api import create_app
 from ml_api.records.ahead_log import AheadLog
 from ml_api.records.new_exposures import NewExposure
 from ml_api.validation import FeedbackRequest, PredictRequest
+from ml_api.wiring import ASSIGNMENT_TTL_SECONDS
 from tests.helpers import FEATURES, ROOT
 
 
@@ -49,6 +50,8 @@ def test_a_new_uid_is_answered_once_on_disk_and_reaches_the_database_in_a_batch(
         time.sleep(0.01)
     assert all(redis_value(real_settings, redis_client, services, uid) == group
                for uid, group in groups.items())
+    demo_keys = [f"{real_settings.redis_prefix}assign:{demo.id}:{uid}" for uid in groups]
+    assert all(0 < redis_client.ttl(key) <= ASSIGNMENT_TTL_SECONDS for key in demo_keys)
 
 
 def test_a_batch_counts_each_uid_once_with_some_recorded_before_and_one_twice(real_settings):
