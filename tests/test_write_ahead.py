@@ -1,4 +1,6 @@
 """New uids' first exposures written ahead to local files, then to MariaDB in batches."""
+import fcntl
+import os
 import random
 import subprocess
 import sys
@@ -132,6 +134,27 @@ def test_what_a_worker_wrote_ahead_is_replayed_by_another_only_once_it_has_died(
     assert services.exposures.find_exposure(demo.id, "alive") is None  # its writer lives
     assert len(list((tmp_path / "ahead").glob("*.jsonl"))) == 1
     assert replayer.replay(services.exposures) == 0
+
+
+def test_a_replay_removes_hidden_files_that_dead_processes_never_renamed(tmp_path):
+    """A process killed between creating its next file and renaming it leaves an empty
+    hidden file: a replay removes it once it is old and nobody holds it."""
+    folder = tmp_path / "ahead"
+    log = AheadLog(folder)
+    stale, fresh, held = (folder / f".{name}" for name in ("stale", "fresh", "held"))
+    for path in (stale, fresh, held):
+        path.touch()
+    an_hour_ago = time.time() - 3600
+    for path in (stale, held):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    holder = os.open(held, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # a live process between its open and its rename
+    try:
+        assert log.replay(store=None) == 0  # no visible files: nothing to write
+        assert not stale.exists()
+        assert fresh.exists() and held.exists()
+    finally:
+        os.close(holder)
 
 
 def test_batches_racing_over_the_same_uids_record_each_once(real_settings):

@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 ROTATE_BYTES = 1 << 20  # a thread starts a new file past this size
 SUFFIX = ".jsonl"
+# A new file is renamed moments after it is created under its hidden name; a hidden file
+# this old, and lockable, was left by a process that died in between.
+ABANDONED_SECONDS = 60.0
 
 
 @dataclass(eq=False)
@@ -181,7 +185,26 @@ class AheadLog:
                 done += len(exposures)
             finally:
                 os.close(fd)
+        self._remove_abandoned()
         return done
+
+    def _remove_abandoned(self) -> None:
+        """Delete hidden files that dead processes created and never renamed. Nothing was
+        appended to them: a thread appends only once its file has its visible name."""
+        for path in self.folder.glob(".*"):
+            try:
+                if time.time() - path.stat().st_mtime < ABANDONED_SECONDS:
+                    continue
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:  # renamed, or removed by another process meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path.unlink(missing_ok=True)
+            except BlockingIOError:  # its process is alive
+                pass
+            finally:
+                os.close(fd)
 
     def elsewhere(self, experiment_id: int, uid: str) -> NewExposure | None:
         """This uid's exposure if another process of this host wrote it ahead (dead or
