@@ -1,4 +1,7 @@
 """Settings from the environment, and a schema that only migrations create."""
+import subprocess
+import sys
+
 import pytest
 
 from ml_api import create_app
@@ -63,3 +66,28 @@ def test_gunicorn_refuses_to_start_without_an_admin_token(embedded_settings, tmp
     with pytest.raises(RuntimeError, match="exited"):
         server.start(timeout=20)
     assert "ADMIN_TOKEN is not set" in (tmp_path / "g.log").read_text()
+
+
+def test_a_sqlite_writer_holds_the_hosts_turn_until_its_connection_is_back(tmp_path):
+    """Writers of one SQLite file take turns on a flock beside it: another process cannot
+    take the turn while a transaction is open, and can once it committed or failed."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+    def turn_is_free() -> bool:
+        other = subprocess.run([sys.executable, "-c", (
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(tmp_path / 'db.sqlite3.writer')!r}, os.O_RDWR)\n"
+            "try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+            "except BlockingIOError: sys.exit(1)")])
+        return other.returncode == 0
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        assert not turn_is_free()
+    assert turn_is_free()
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        raise RuntimeError("the transaction fails")
+    assert turn_is_free()
+    with engine.connect() as conn:  # the rollback undid the insert; this thread takes it again
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0

@@ -6,7 +6,10 @@ they resolve themselves.
 """
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -75,6 +78,37 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+class WriterTurns:
+    """SQLite's one writer at a time, queued in the kernel (flock on a file beside the
+    database) instead of in SQLite's busy handler. A writer that finds SQLite's lock taken
+    sleeps for ever longer steps (1, 2, 5, 10 ms ...) however soon the lock is free again;
+    a flock waiter wakes as it is released. One turn per process at a time (a lock), so
+    the process's threads share its descriptor."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def take(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._pid != os.getpid():  # none yet, or the parent's before a fork
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def give_back(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
 def make_engine(url: str) -> Engine:
     """An engine for this URL; SQLite gets WAL and a busy timeout so several workers can write."""
     if url.startswith("sqlite"):
@@ -92,11 +126,22 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
             dbapi_conn.isolation_level = None  # transactions begin below, not in pysqlite
 
+        turns = WriterTurns(Path(f"{path}.writer")) if path and path != ":memory:" else None
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
+            # The turn is held until the connection goes back to the pool, after its COMMIT.
+            if turns is not None and not conn.info.get("writer_turn"):
+                turns.take()
+                conn.info["writer_turn"] = True
             # Take the write lock up front: with several gunicorn workers, a read-then-write
             # transaction would otherwise fail at once when another worker wrote meanwhile.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        @event.listens_for(engine, "checkin")
+        def _sqlite_checkin(_dbapi_conn, record):
+            if record.info.pop("writer_turn", False):
+                turns.give_back()
 
         return engine
     # READ COMMITTED: no gap locks, so concurrent first outcomes of different uids cannot
