@@ -110,7 +110,8 @@ class WriterTurns:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for this URL; SQLite gets WAL and a busy timeout so several workers can write."""
+    """An engine for this URL. SQLite gets WAL, a busy timeout and writers that take turns
+    on a flock (WriterTurns), so several workers can write."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
