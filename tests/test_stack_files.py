@@ -141,6 +141,24 @@ def test_names_and_ports_agree_across_the_files(config):
         assert (Path(logstash_mounts[folder]) / Path(path).name).is_file()
 
 
+def test_nginx_answers_its_own_errors_in_the_services_json_shape():
+    """What nginx answers itself (no replica answered, a body over its limit) is a JSON
+    error with a code docs/api.md lists, never nginx's HTML page."""
+    nginx = (ROOT / "ml_api" / "nginx.conf").read_text()
+    api_doc = (ROOT / "docs" / "api.md").read_text()
+    handlers = dict(re.findall(r"location (@\w+) \{(.*?)\n    \}", nginx, flags=re.S))
+    routes = re.findall(r"error_page ([\d ]+) =(\d{3}) (@\w+);", nginx)
+    assert {name for _, _, name in routes} == set(handlers)
+    assert {"502", "504", "413"} <= {code for codes, _, _ in routes for code in codes.split()}
+    for _, status, name in routes:
+        block = handlers[name]
+        returned, body = re.search(r"return (\d{3}) '(.*)';", block).groups()
+        answer = json.loads(body.replace("\\n", "\n"))
+        assert returned == status and set(answer) == {"error", "message"}
+        assert "default_type application/json" in block
+        assert re.search(rf"\| {status} \|[^\n]*`{answer['error']}`", api_doc), name
+
+
 def test_images_run_the_same_gunicorn_config_as_the_tests():
     dockerfile = (ROOT / "ml_api" / "Dockerfile").read_text()
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, flags=re.M).group(1))

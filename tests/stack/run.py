@@ -10,6 +10,7 @@ in for Logstash and the checks read what it received.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import requests
 
@@ -41,6 +43,14 @@ METRIC_FIELDS = {"requests", "errors", "latency_p50_ms", "latency_p95_ms", "late
 
 class CheckFailed(AssertionError):
     pass
+
+
+class Answer(NamedTuple):
+    """A /predict answer as the checks see it."""
+
+    status: int  # 0: no HTTP answer at all
+    group: str | None  # answered 200 in the experiment: the uid's group
+    error: str | None  # any other status: the JSON error code, None if the body was not JSON
 
 
 def expect(condition: bool, message: str) -> None:
@@ -114,21 +124,26 @@ class Stack:
             expect(time.monotonic() < deadline, f"not healthy after {timeout:.0f} s: {waiting}")
             time.sleep(1)
 
-    def predict(self, uid: str, experiment: str) -> tuple[int, str | None]:
+    def predict(self, uid: str, experiment: str) -> Answer:
         try:
             r = self.http.post(f"{self.url}/predict", timeout=30, json={
                 "uid": uid, "experiment": experiment, "features": FEATURES})
         except requests.RequestException:
-            return 0, None
-        body = r.json() if r.status_code == 200 else {}
-        return r.status_code, body.get("group") if body.get("in_experiment") else None
+            return Answer(0, None, None)
+        try:
+            body = r.json()
+        except ValueError:  # not JSON: an HTML error page, say
+            return Answer(r.status_code, None, None)
+        if r.status_code != 200:
+            return Answer(r.status_code, None, body.get("error"))
+        return Answer(200, body["group"] if body["in_experiment"] else None, None)
 
     def groups(self, uids: list[str], experiment: str) -> dict[str, str | None]:
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda u: self.predict(u, experiment), uids))
-        statuses = [status for status, _ in answers]
+        statuses = [answer.status for answer in answers]
         expect(statuses.count(200) == len(uids), f"statuses: {sorted(set(statuses))}")
-        return {uid: group for uid, (_, group) in zip(uids, answers)}
+        return {uid: answer.group for uid, answer in zip(uids, answers)}
 
     def admin(self, method: str, path: str, body: dict | None = None) -> dict:
         r = self.http.request(method, self.url + path, json=body, timeout=30,
@@ -165,6 +180,7 @@ class Load:
         self.stack, self.expected, self.experiment = stack, expected, experiment
         self.sent = self.failed = 0
         self.changed: list[str] = []
+        self.failures: collections.Counter[tuple[int, str | None]] = collections.Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(8)]
@@ -174,12 +190,13 @@ class Load:
         i = offset
         while not self._stop.is_set():
             uid = uids[i % len(uids)]
-            status, group = self.stack.predict(uid, self.experiment)
+            answer = self.stack.predict(uid, self.experiment)
             with self._lock:
                 self.sent += 1
-                if status != 200:
+                if answer.status != 200:
                     self.failed += 1
-                elif group != self.expected[uid]:
+                    self.failures[answer.status, answer.error] += 1
+                elif answer.group != self.expected[uid]:
                     self.changed.append(uid)
             i += len(self._threads)
 
@@ -194,7 +211,10 @@ class Load:
             thread.join()
 
     def summary(self) -> str:
-        return f"{self.sent} requests, {self.failed} failed, {len(self.changed)} group changes"
+        kinds = ", ".join(f"{status} {error or 'not JSON'}: {count}"
+                          for (status, error), count in self.failures.most_common())
+        return (f"{self.sent} requests, {self.failed} failed{f' ({kinds})' if kinds else ''}, "
+                f"{len(self.changed)} group changes")
 
 
 def readme_blocks(section: str) -> list[str]:
@@ -271,6 +291,14 @@ class Checks:
                and body["model"] == {"name": "logreg", "version": "1"}, str(body))
         return f"group {body['group']}, prediction {body['prediction']}"
 
+    def nginx_answers_its_own_errors_in_json(self) -> str:
+        r = self.stack.http.post(f"{self.stack.url}/predict", data=b"x" * (2 << 20),
+                                 timeout=30, headers={"Content-Type": "application/json"})
+        expect(r.status_code == 413 and r.headers["Content-Type"] == "application/json",
+               f"{r.status_code} {r.headers.get('Content-Type')}: {r.text[:200]}")
+        expect(r.json()["error"] == "request_entity_too_large", r.text)
+        return f"2 MiB body: {r.status_code} {r.json()['error']}"
+
     def readme_walkthrough_through_nginx(self) -> str:
         blocks = readme_blocks("Running an experiment")
         out = run_bash("\n".join(blocks), self.stack.url)
@@ -324,6 +352,9 @@ class Checks:
             self.stack.wait_healthy(180)
             time.sleep(6)  # nginx re-resolves `api` within its resolver's valid=5s
         expect(not old & {c["id"] for c in self.stack.containers("api")}, "not recreated")
+        # Replaced all at once, the replicas do drop requests: each is told so, a JSON 503
+        # (nginx's no_replica, or a starting replica's own), never an HTML page or a 5xx else.
+        expect(all(status == 503 and error for status, error in load.failures), load.summary())
         again = self.stack.groups(STICKY_UIDS, "stack-sticky")
         changed = sum(again[u] != g for u, g in self.groups.items()) + len(load.changed)
         expect(changed == 0, f"{changed} group changes")
@@ -448,7 +479,8 @@ class Checks:
 
 ORDER = ["images_build", "compose_works_without_the_token", "stack_comes_up_healthy",
          "the_image_alone_serves_the_embedded_default", "readme_quickstart_curl_through_nginx",
-         "readme_walkthrough_through_nginx", "uids_reach_both_replicas_and_keep_their_group",
+         "nginx_answers_its_own_errors_in_json", "readme_walkthrough_through_nginx",
+         "uids_reach_both_replicas_and_keep_their_group",
          "rolling_restart_under_load_loses_nothing", "force_recreate_of_the_api",
          "spool_survives_a_mysql_outage_and_an_api_recreate", "ml_api_cli_in_the_image",
          "locust_headless_names_the_better_group", "locust_stops_when_its_setup_fails",
