@@ -178,7 +178,7 @@ class Load:
 
     def __init__(self, stack: Stack, expected: dict[str, str | None], experiment: str):
         self.stack, self.expected, self.experiment = stack, expected, experiment
-        self.sent = self.failed = 0
+        self.sent = 0
         self.changed: list[str] = []
         self.failures: collections.Counter[tuple[int, str | None]] = collections.Counter()
         self._lock = threading.Lock()
@@ -194,7 +194,6 @@ class Load:
             with self._lock:
                 self.sent += 1
                 if answer.status != 200:
-                    self.failed += 1
                     self.failures[answer.status, answer.error] += 1
                 elif answer.group != self.expected[uid]:
                     self.changed.append(uid)
@@ -209,6 +208,10 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join()
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
 
     def summary(self) -> str:
         kinds = ", ".join(f"{status} {error or 'not JSON'}: {count}"
