@@ -5,8 +5,8 @@ import math
 import re
 from typing import NamedTuple
 
+from ml_api.domain.experiments import DEFAULT_SETTINGS, STRATEGIES
 from ml_api.errors import InvalidExperiment, InvalidRequest
-from ml_api.experiments.values import DEFAULT_SETTINGS, STRATEGIES
 
 MAX_UID_LENGTH = 256
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # experiments, variants, metrics
@@ -215,7 +215,7 @@ def parse_weights(items, known: set[str]) -> dict[str, float]:
 
 
 def parse_experiment_spec(body, registry) -> dict:
-    """A new experiment's spec, its models looked up in `registry` (ModelRegistry)."""
+    """A new experiment's spec, its models looked up in `registry` (domain.models.Models)."""
     body = require_object(body)
     if unknown := sorted(set(body) - SPEC_KEYS):
         raise InvalidExperiment(f"unknown fields: {', '.join(unknown)}")

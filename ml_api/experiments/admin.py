@@ -7,15 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ml_api.errors import (
-    DuplicateExperiment,
-    IllegalTransition,
-    InvalidExperiment,
-    UnknownExperiment,
-)
-from ml_api.experiments.catalog import ExperimentCatalog
-from ml_api.experiments.strategies import with_live_weights
-from ml_api.experiments.values import (
+from ml_api.domain.experiments import (
     DEFAULT_SETTINGS,
     DRAFT,
     PAUSED,
@@ -24,13 +16,21 @@ from ml_api.experiments.values import (
     Experiment,
     Variant,
 )
+from ml_api.domain.models import Models
+from ml_api.errors import (
+    DuplicateExperiment,
+    IllegalTransition,
+    InvalidExperiment,
+    UnknownExperiment,
+)
+from ml_api.experiments.catalog import ExperimentCatalog
+from ml_api.experiments.strategies import with_live_weights
 from ml_api.records.engine import utcnow
 from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore
 from ml_api.records.labels import LabelStore
 from ml_api.records.shadow import ShadowStore
 from ml_api.records.snapshots import SnapshotStore
-from ml_api.serving.registry import ModelRegistry
 from ml_api.stats.guardrails import guardrail_checks
 from ml_api.stats.model_quality import model_quality as quality_block
 from ml_api.stats.results import effect_over_time, experiment_results
@@ -56,7 +56,7 @@ class ExperimentAdmin:
     stop, promote, read results and the audit log."""
 
     def __init__(self, store: ExperimentStore, exposures: ExposureStore,
-                 shadow_records: ShadowStore, registry: ModelRegistry,
+                 shadow_records: ShadowStore, registry: Models,
                  catalog: ExperimentCatalog, on_action: Callable[..., None] | None = None,
                  snapshots: SnapshotStore | None = None, labels: LabelStore | None = None):
         """`on_action(experiment=, action=, actor=, reason=, ...)` hears of every change;
