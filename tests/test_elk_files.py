@@ -22,6 +22,8 @@ TEMPLATES = {p.name: json.loads(p.read_text()) for p in (LOGSTASH / "templates")
 OBJECTS = [json.loads(line) for line in (KIBANA / "ml_api.ndjson").read_text().splitlines()]
 BY_ID = {(o["type"], o["id"]): o for o in OBJECTS}
 DATA_VIEWS = {o["id"]: o["attributes"]["title"] for o in OBJECTS if o["type"] == "index-pattern"}
+RUNTIME = {o["attributes"]["title"]: set(json.loads(o["attributes"]["runtimeFieldMap"]))
+           for o in OBJECTS if "runtimeFieldMap" in o.get("attributes", {})}
 
 
 def template_for(index: str) -> dict:
@@ -90,6 +92,7 @@ def lens_fields(vis: dict) -> dict[str, set[str]]:
         for column in layer["columns"].values():
             if column.get("sourceField") not in (None, "___records___"):
                 fields.add(column["sourceField"])
+            fields.update(column.get("params", {}).get("secondaryFields", []))
             fields |= kql_fields(column.get("filter", {}).get("query", ""))
             for reference in column.get("references", []):  # formula parts are columns
                 assert reference in layer["columns"], reference
@@ -126,7 +129,7 @@ def test_every_reference_resolves():
 
 def test_every_panel_uses_mapped_fields_of_an_existing_data_view():
     panels = dashboard_panels()
-    assert len(panels) == 8
+    assert len(panels) == 9
     for vis in panels:
         if vis["type"] == "search":
             search = json.loads(vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
@@ -136,30 +139,35 @@ def test_every_panel_uses_mapped_fields_of_an_existing_data_view():
         else:
             used = lens_fields(vis)
         for title, fields in used.items():
-            unmapped = fields - mapped(template_for(title.replace("*", "2026.11.22")))
+            unmapped = (fields - mapped(template_for(title.replace("*", "2026.11.22")))
+                        - RUNTIME.get(title, set()))
             assert not unmapped, f"{vis['id']} uses unmapped fields {unmapped}"
 
 
-def test_every_panel_is_split_by_group_under_an_experiment_selector():
+def test_every_panel_is_split_by_experiment_and_group_under_an_experiment_selector():
+    """Same-named groups of two experiments are never summed, selection or not (the meaning
+    test checks the numbers; this checks every panel's buckets)."""
     dashboard = BY_ID[("dashboard", "ml-api-overview")]
     controls = json.loads(dashboard["attributes"]["controlGroupInput"]["panelsJSON"])
-    selector = {c["explicitInput"]["fieldName"]: name for name, c in controls.items()}
-    assert "experiment" in selector
+    selector = {c["explicitInput"]["fieldName"]: c for c in controls.values()}
+    assert selector["experiment"]["explicitInput"]["singleSelect"] is True
+    control_id = selector["experiment"]["explicitInput"]["id"]
     control_view = next(r["id"] for r in dashboard["references"]
-                        if r["name"] == f"controlGroup_{selector['experiment']}:"
-                                        "optionsListDataView")
+                        if r["name"] == f"controlGroup_{control_id}:optionsListDataView")
     for vis in dashboard_panels():
         if vis["type"] == "search":
             assert "group" in vis["attributes"]["columns"]
-            views = {r["id"] for r in vis["references"]}
         else:
             layers = vis["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]
             for layer in layers.values():
-                splits = [c for c in layer["columns"].values()
-                          if c["operationType"] == "terms" and c["isBucketed"]]
-                assert any(c["sourceField"] == "group" for c in splits), vis["id"]
-            views = {r["id"] for r in vis["references"]}
-        assert views == {control_view}, vis["id"]  # the selector filters every panel
+                split = set()
+                for c in layer["columns"].values():
+                    if c["operationType"] == "terms" and c["isBucketed"]:
+                        split |= {c["sourceField"], *c["params"].get("secondaryFields", [])}
+                assert "experiment" in split and split & {"group", "group_label"}, vis["id"]
+            assert vis["attributes"]["state"]["query"]["query"] == ""  # filters per column
+        titles = {DATA_VIEWS[r["id"]] for r in vis["references"]}
+        assert titles == {DATA_VIEWS[control_view]}, vis["id"]  # the selector filters all
 
 
 def test_only_lens_panels_remain():
