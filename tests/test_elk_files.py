@@ -219,6 +219,7 @@ class FakeKibana(http.server.BaseHTTPRequestHandler):
     """Kibana's two endpoints that setup.sh uses, answering as Kibana 8 documents them, and
     Elasticsearch's ILM policy endpoint."""
     status_calls = 0
+    put_calls = 0
     imports: list[dict] = []
     policies: list[dict] = []
 
@@ -229,6 +230,11 @@ class FakeKibana(http.server.BaseHTTPRequestHandler):
 
     def do_PUT(self):  # Elasticsearch's ILM policy API, on the same fake server
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).put_calls += 1
+        if self.put_calls == 1:  # Elasticsearch still booting: setup.sh tries again
+            self.send_response(503)
+            self.end_headers()
+            return
         type(self).policies.append({"path": self.path, "body": json.loads(body)})
         self.send_response(200)
         self.end_headers()
@@ -249,7 +255,7 @@ class FakeKibana(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-def test_setup_script_waits_for_kibana_then_imports_idempotently():
+def test_setup_script_waits_for_elasticsearch_and_kibana_then_imports_idempotently():
     server = http.server.HTTPServer(("127.0.0.1", 0), FakeKibana)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
@@ -264,7 +270,7 @@ def test_setup_script_waits_for_kibana_then_imports_idempotently():
             assert result.returncode == 0, result.stderr
     finally:
         server.shutdown()
-    assert FakeKibana.status_calls >= 3
+    assert FakeKibana.status_calls >= 3 and FakeKibana.put_calls == 3
     imports = [c for c in FakeKibana.imports if c["path"].startswith("/api/saved_objects")]
     defaults = [c for c in FakeKibana.imports if c["path"] == "/api/data_views/default"]
     assert len(imports) == 2 and len(defaults) == 2
@@ -325,3 +331,21 @@ def test_feedback_events_say_how_the_uids_conversion_changed(embedded_settings):
     assert events.shipper.flush()
     feedback = [e for e in sent if e.get("endpoint") == "/feedback"]
     assert [e["conversion_change"] for e in feedback] == [1, 0, -1, 0]
+
+
+def test_a_slow_first_kibana_boot_still_gets_its_saved_objects():
+    """Failed health checks during Kibana's first boot do not count (start_period), and the
+    setup is started with Kibana and started again until it succeeds."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    health = compose["services"]["kibana"]["healthcheck"]
+    assert health["start_period"] == "10m"
+    setup = compose["services"]["kibana-setup"]
+    assert setup["restart"] == "on-failure"
+    assert setup["depends_on"]["kibana"]["condition"] == "service_started"
+
+
+def test_logstash_settings_avoid_its_deprecation_warnings():
+    settings = yaml.safe_load((LOGSTASH / "config" / "logstash.yml").read_text())
+    assert "http.host" not in settings and settings["api.http.host"] == "0.0.0.0"
+    tcp = re.search(r"tcp \{(.*?)\n  \}", PIPELINE, re.S).group(1)
+    assert re.search(r"codec => json_lines \{ decode_size_limit_bytes => \d+ \}", tcp)
