@@ -14,6 +14,7 @@ import yaml
 from ml_api import create_app
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import FEATURES, ROOT
+from tests.telemetry_capture import capture_events
 
 KIBANA = ROOT / "kibana"
 LOGSTASH = ROOT / "logstash"
@@ -183,26 +184,19 @@ def emitted(embedded_settings):
     """The events the service really emits for a prediction, a feedback, an error, metrics."""
     app = create_app(embedded_settings)
     events = app.extensions["ml_api"].request_events
-    sent = []
-
-    class Collect:  # stands where the Logstash transport would
-        def send(self, lines, use_logging=False):
-            sent.extend(json.loads(line) for line in lines)
-
-    events.shipper.transport = Collect()
     client = app.test_client()
-    client.post("/predict", json={"uid": "u", "features": FEATURES})
-    client.post("/feedback", json={"uid": "u", "event_id": "e1"})
-    answer = client.post("/predict", json={"uid": "u", "features": FEATURES}).get_json()
-    client.post("/feedback", json={"request_id": answer["request_id"], "label": 1,
-                                   "label_token": answer["label_token"]})
-    client.post("/predict", json={"uid": "u", "features": [1]})
-    token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    assert client.post("/experiments/demo/promote", json={"variant": "control"},
-                       headers=token).status_code == 200
-    assert events.shipper.flush()  # the requests' events (and their latency window)
-    events.emit_latency_summary()
-    assert events.shipper.flush()
+    with capture_events(app) as sent:
+        client.post("/predict", json={"uid": "u", "features": FEATURES})
+        client.post("/feedback", json={"uid": "u", "event_id": "e1"})
+        answer = client.post("/predict", json={"uid": "u", "features": FEATURES}).get_json()
+        client.post("/feedback", json={"request_id": answer["request_id"], "label": 1,
+                                       "label_token": answer["label_token"]})
+        client.post("/predict", json={"uid": "u", "features": [1]})
+        token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert client.post("/experiments/demo/promote", json={"variant": "control"},
+                           headers=token).status_code == 200
+        assert events.shipper.flush()  # the requests' events (and their latency window)
+        events.emit_latency_summary()
     return sent
 
 
@@ -316,19 +310,12 @@ def test_feedback_events_say_how_the_uids_conversion_changed(embedded_settings):
     """Converting uids per group are the running sum of conversion_change: +1 when a uid's
     total becomes positive, -1 when a refund brings it back to 0."""
     app = create_app(embedded_settings)
-    events = app.extensions["ml_api"].request_events
-    sent = []
-
-    class Collect:
-        def send(self, lines, use_logging=False):
-            sent.extend(json.loads(line) for line in lines)
-
-    events.shipper.transport = Collect()
     client = app.test_client()
-    client.post("/predict", json={"uid": "buyer", "features": FEATURES})
-    for value in (5, 3, -8, 0):
-        assert client.post("/feedback", json={"uid": "buyer", "value": value}).status_code == 202
-    assert events.shipper.flush()
+    with capture_events(app) as sent:
+        client.post("/predict", json={"uid": "buyer", "features": FEATURES})
+        for value in (5, 3, -8, 0):
+            assert client.post("/feedback", json={"uid": "buyer", "value": value}
+                               ).status_code == 202
     feedback = [e for e in sent if e.get("endpoint") == "/feedback"]
     assert [e["conversion_change"] for e in feedback] == [1, 0, -1, 0]
 
@@ -349,3 +336,22 @@ def test_logstash_settings_avoid_its_deprecation_warnings():
     assert "http.host" not in settings and settings["api.http.host"] == "0.0.0.0"
     tcp = re.search(r"tcp \{(.*?)\n  \}", PIPELINE, re.S).group(1)
     assert re.search(r"codec => json_lines \{ decode_size_limit_bytes => \d+ \}", tcp)
+
+
+def test_outcome_events_carry_the_exposure_time_and_the_metrics_role(embedded_settings):
+    """Kibana counts rates by cohort and on the experiment's own metric: an outcome event
+    says when its consumer was first exposed, and whether its metric is the primary one."""
+    app = create_app(embedded_settings)
+    client = app.test_client()
+    with capture_events(app) as sent:
+        client.post("/predict", json={"uid": "buyer", "features": FEATURES})
+        client.post("/predict", json={"uid": "buyer", "features": FEATURES})
+        for metric in ("conversion", "clicks"):
+            assert client.post("/feedback", json={"uid": "buyer", "metric": metric,
+                                                  "value": 1}).status_code == 202
+    first, again, primary, other = [e for e in sent if e.get("event_type") == "request"]
+    assert first["first_exposure"] is True and first["exposed_at"] == first["@timestamp"]
+    assert "exposed_at" not in again
+    assert (primary["metric_role"], other["metric_role"]) == ("primary", "other")
+    # The database's exposure time: written while the first request was being answered.
+    assert primary["exposed_at"] == other["exposed_at"] <= first["@timestamp"]

@@ -4,120 +4,57 @@ panel with tests/lens_eval.py, as Elasticsearch and Kibana would, and compared w
 GET /experiments/<name>/results. Each defect the dashboard once had is kept as a named
 negative case: the panel with that defect put back fails the same check."""
 import copy
-import json
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
 from ml_api import create_app
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import FEATURES, ROOT
-from tests.lens_eval import Unsupported, evaluate, kql
+from tests.kibana_scenario import (
+    PANELS,
+    check_annotations_are_the_actions,
+    check_guardrail_matches_results_harm,
+    check_errors_before_an_assignment_say_no_group_yet,
+    check_exposures_equal_results,
+    check_late_rates_stay_at_most_one,
+    check_means_equal_results,
+    check_no_panel_mixes_experiments,
+    check_rates_equal_results,
+    drive,
+    mismatches,
+    panel,
+)
+from tests.lens_eval import Unsupported, kql
+from tests.telemetry_capture import capture_events
 
-OBJECTS = [json.loads(line) for line in (ROOT / "kibana" / "ml_api.ndjson").read_text()
-           .splitlines()]
-VIEWS = {o["id"]: o for o in OBJECTS if o["type"] == "index-pattern"}
-PANELS = {o["id"]: o for o in OBJECTS if o["type"] == "lens"}
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Actor": "analyst"}
-INTERVAL = timedelta(milliseconds=50)
-
-
-def scripted_run(settings) -> dict:
-    """Two running experiments with the same group names. "pricing" is decided on its
-    "purchase" rate and guarded by "refund_request"; "ranking" on the mean of "revenue".
-    Pricing's weights change, it is paused and started again; outcomes of early consumers
-    keep arriving after the late window starts."""
-    app = create_app(settings)
-    events = app.extensions["ml_api"].request_events
-    sent: list[dict] = []
-
-    class Collect:  # stands where the Logstash transport would
-        def send(self, lines, use_logging=False):
-            sent.extend(json.loads(line) for line in lines)
-
-    events.shipper.transport = Collect()
-    client = app.test_client()
-
-    def ok(response, status=200):
-        assert response.status_code == status, response.get_json()
-        return response.get_json()
-
-    variants = [{"name": "control", "model": "logreg@1", "weight": 1},
-                {"name": "treatment", "model": "gboost@1", "weight": 1}]
-    ok(client.post("/experiments", headers=HEADERS, json={
-        "name": "pricing", "metric": "purchase", "variants": variants,
-        "guardrails": [{"metric": "refund_request", "worse": "higher", "tolerance": 1.0}]}),
-        201)
-    ok(client.post("/experiments", headers=HEADERS, json={
-        "name": "ranking", "metric": "revenue", "metric_type": "mean", "variants": variants}),
-        201)
-    for name in ("pricing", "ranking"):
-        ok(client.post(f"/experiments/{name}/start", headers=HEADERS))
-
-    def visit(uid: str, experiment: str) -> str:
-        return ok(client.post("/predict", json={"uid": uid, "features": FEATURES,
-                                                "experiment": experiment}))["group"]
-
-    def outcome(uid, experiment, metric, value, event_id=None, status=202):
-        body = {"uid": uid, "experiment": experiment, "metric": metric, "value": value}
-        ok(client.post("/feedback", json=body | ({"event_id": event_id} if event_id else {})),
-           status)
-
-    groups = {}
-    for i in range(40):  # phase 1: even weights
-        groups[i] = visit(f"u{i}", "pricing")
-        visit(f"u{i}", "ranking")
-    ok(client.patch("/experiments/pricing", headers=HEADERS,
-                    json={"weights": {"control": 1, "treatment": 3}}))
-    for i in range(40, 70):  # phase 2: most new consumers to the treatment
-        groups[i] = visit(f"u{i}", "pricing")
-        visit(f"u{i}", "ranking")
-        visit(f"u{i - 40}", "pricing")  # returning consumers: no new exposure
-    ok(client.post("/experiments/pricing/pause", headers=HEADERS))
-    for i in range(70, 75):  # paused: served, never exposed
-        visit(f"u{i}", "pricing")
-    ok(client.post("/experiments/pricing/start", headers=HEADERS))
-    for i in range(0, 70, 3):  # early conversions, a refund and a duplicate
-        outcome(f"u{i}", "pricing", "purchase", 10.0, event_id=f"p{i}")
-    outcome("u0", "pricing", "purchase", -10.0)
-    outcome("u3", "pricing", "purchase", 10.0, event_id="p3")  # a duplicate
-    for i in range(0, 70, 5):
-        outcome(f"u{i}", "pricing", "refund_request", 1.0 + 2 * (groups[i] == "treatment"))
-    for i in range(0, 70, 2):
-        outcome(f"u{i}", "ranking", "revenue", float(i % 7))
-        outcome(f"u{i}", "ranking", "clicks", 3.0)  # not its metric
-    ok(client.post("/predict", json={"uid": "bad", "features": [1]}), 422)  # no group yet
-    time.sleep(2 * INTERVAL.total_seconds())
-    late = datetime.now(timezone.utc)
-    time.sleep(2 * INTERVAL.total_seconds())
-    for i in range(75, 80):  # few new consumers in the late window ...
-        groups[i] = visit(f"u{i}", "pricing")
-    outcome("u75", "pricing", "purchase", 5.0)
-    for i in range(1, 70, 3):  # ... while early ones keep converting
-        outcome(f"u{i}", "pricing", "purchase", 5.0)
-    assert events.shipper.flush()
-    results = {name: ok(client.get(f"/experiments/{name}/results", headers=HEADERS))
-               for name in ("pricing", "ranking")}
-    return {"events": sent, "results": results, "late": late}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, models_dir):
-    from ml_api.wiring import init_database
+    """The scripted experiments run in-process on the embedded default, with the events the
+    service emitted (what Logstash would receive) and each experiment's /results."""
     from ml_api.settings import Settings
+    from ml_api.wiring import init_database
     tmp = tmp_path_factory.mktemp("meaning")
     settings = Settings(database_url=f"sqlite:///{tmp / 'ml_api.sqlite3'}",
                         models_dir=models_dir, experiment_refresh_seconds=0,
                         supervisor_interval_seconds=0, admin_token=ADMIN_TOKEN,
                         spool_path=tmp / "spool.sqlite3")
     init_database(settings)
-    return scripted_run(settings)
+    app = create_app(settings)
+    client = app.test_client()
 
+    def call(method, path, body, admin):
+        response = client.open(path, method=method, json=body,
+                               headers=HEADERS if admin else {})
+        return response.status_code, response.get_json()
 
-def panel(run, vis_id, vis=None, window=None, selection=None):
-    return evaluate(vis or PANELS[vis_id], run["events"], VIEWS, window=window,
-                    selection=selection, interval=INTERVAL)
+    with capture_events(app) as sent:
+        run = drive(call)
+    results = {role: call("GET", f"/experiments/{name}/results", None, True)[1]
+               for role, name in run["names"].items()}
+    return {**run, "events": sent, "results": results}
 
 
 def last_by_series(rows, column):
@@ -125,71 +62,17 @@ def last_by_series(rows, column):
     return {row["split"]: row[column] for row in rows}
 
 
-def variants_of(results):
-    return {(results["experiment"], v["name"]): v for v in results["variants"]}
-
-
-# --- the checks, each used by the positive test and by its negative case -------------------
-
-def check_exposures_equal_results(run, vis=None):
-    counts = {}
-    for row in panel(run, "ml-api-exposures", vis).rows:
-        counts[row["split"]] = counts.get(row["split"], 0) + row["exposed"]
-    for name, results in run["results"].items():
-        for key, variant in variants_of(results).items():
-            assert counts.get(key) == variant["exposures"], (key, counts)
-
-
-def check_rates_equal_results(run, vis=None):
-    rates = last_by_series(panel(run, "ml-api-conversion-rate", vis).rows, "rate")
-    for key, variant in variants_of(run["results"]["pricing"]).items():
-        assert rates[key] == pytest.approx(variant["conversion_rate"], abs=5e-4), key
-
-
-def check_means_equal_results(run, vis=None):
-    means = last_by_series(panel(run, "ml-api-mean-metric", vis).rows, "mean")
-    for name in ("pricing", "ranking"):
-        for key, variant in variants_of(run["results"][name]).items():
-            assert means[key] == pytest.approx(variant["mean"], abs=5e-4), key
-
-
-def check_late_rates_stay_at_most_one(run, vis=None):
-    window = (run["late"], datetime.now(timezone.utc))
-    rows = panel(run, "ml-api-conversion-rate", vis, window=window).rows
-    rates = [row["rate"] for row in rows if row["rate"] is not None]
-    assert rates and max(rates) <= 1.0, max(rates)
-
-
-def check_annotations_are_the_actions(run, vis_id, vis=None):
-    actions = sorted((e["@timestamp"], e["action"]) for e in run["events"]
-                     if e["event_type"] == "action" and e["experiment"] == "pricing")
-    assert {a for _, a in actions} >= {"create", "start", "update", "pause"}
-    got = panel(run, vis_id, vis, selection="pricing").annotations
-    assert sorted((e["@timestamp"], e["action"]) for e in got) == actions
-
-
-def check_no_panel_mixes_experiments(run, vis_id, vis=None):
-    rows = panel(run, vis_id, vis).rows
-    assert rows
-    for row in rows:
-        assert len(row["_experiments"] - {None}) <= 1, (vis_id, row)
-
-
-def check_errors_before_an_assignment_say_no_group_yet(run, vis=None):
-    rows = panel(run, "ml-api-error-rate", vis).rows
-    assert any(r["group"] == "no group yet" and r["endpoint"] == "/predict" and r["requests"]
-               for r in rows)
-
-
-def check_guardrail_matches_results_harm(run, vis=None):
-    rows = {(r["experiment"], r["group"]): r for r in panel(run, "ml-api-guardrails", vis).rows}
-    (check,) = run["results"]["pricing"]["guardrails"]
-    harm = rows[("pricing", "treatment")]["guardrail1"] - rows[("pricing", "control")][
-        "guardrail1"]
-    assert harm == pytest.approx(check["harm"], abs=5e-4)
-
-
 # --- the panels mean what /results says -------------------------------------------------
+
+def test_every_check_of_meaning_passes(run):
+    assert mismatches(run) == []
+
+
+def test_a_lost_exposure_event_is_a_mismatch(run):
+    lost = next(i for i, e in enumerate(run["events"]) if e.get("first_exposure"))
+    broken = {**run, "events": run["events"][:lost] + run["events"][lost + 1:]}
+    assert any(m.startswith("check_exposures_equal_results") for m in mismatches(broken))
+
 
 def test_exposures_per_group_equal_results(run):
     check_exposures_equal_results(run)
@@ -214,21 +97,12 @@ def test_over_a_late_window_rates_stay_at_most_one(run):
 def test_over_a_late_window_the_rate_is_among_consumers_first_exposed_in_it(run):
     window = (run["late"], datetime.now(timezone.utc))
     rows = panel(run, "ml-api-conversion-rate", window=window).rows
-    late = [e for e in run["events"] if e.get("first_exposure")
-            and e["@timestamp"] >= run["late"].isoformat()[:23]]
     rate = last_by_series([r for r in rows if r["split"][0] == "pricing"], "rate")
-    exposed = {e["group"]: 0 for e in late}
-    for e in late:
-        exposed[e["group"]] += 1
-    converted = {g: 0 for g in exposed}
-    converted[next(e["group"] for e in late if e["uid_hash"] == uid_hash(run, "u75"))] += 1
-    for group, n in exposed.items():
-        assert rate[("pricing", group)] == pytest.approx(converted[group] / n)
-
-
-def uid_hash(run, uid):
-    from ml_api.telemetry.request_log import uid_field
-    return uid_field(uid, "hashed", "ml_api")["uid_hash"]
+    late = [run["groups"][i] for i in range(75, 80)]  # u75 converted, the others did not
+    assert set(rate) == {("pricing", group) for group in late}
+    for group in set(late):
+        expected = (group == run["groups"][75]) / late.count(group)
+        assert rate[("pricing", group)] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("vis_id", ["ml-api-exposures", "ml-api-conversion-rate"])
