@@ -22,6 +22,7 @@ VIEWS = {o["id"]: o for o in OBJECTS if o["type"] == "index-pattern"}
 PANELS = {o["id"]: o for o in OBJECTS if o["type"] == "lens"}
 INTERVAL = timedelta(milliseconds=50)
 TOLERANCE = 5e-4  # agree to the third decimal
+# A demo row the models accept, without loading the training set (the stack test uses it).
 FEATURES = [13.5, 14.4, 87.5, 566.3, 0.098, 0.081, 0.067, 0.044, 0.18, 0.062]
 
 # call(method, path, body, admin) -> (status, JSON body)

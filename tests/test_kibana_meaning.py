@@ -225,3 +225,16 @@ def test_a_panel_outside_the_subset_cannot_be_checked(run, change):
     vis = mutated("ml-api-conversion-rate", lambda state: change(columns_of(state)))
     with pytest.raises(Unsupported):
         panel(run, "", vis)
+
+
+def test_a_stacks_sink_is_narrowed_to_the_scripted_experiments():
+    from tests.kibana_scenario import of_experiments
+    events = [{"experiment": "a", "n": 1}, {"experiment": "b"}, {"event_type": "metric"},
+              {"experiment": "c", "event_type": "action"}]
+    assert of_experiments(events, {"a", "c"}) == [events[0], events[3]]
+
+
+def test_the_demo_row_is_one_the_models_accept():
+    from tests.helpers import FEATURE_NAMES
+    from tests.kibana_scenario import FEATURES
+    assert len(FEATURES) == len(FEATURE_NAMES)
