@@ -57,20 +57,21 @@ def kql(text: str):
     return predicate
 
 
-def _or(tokens):
-    left, tokens = _and(tokens)
-    while tokens and tokens[0] == "or":
-        right, tokens = _and(tokens[1:])
-        left = (lambda a, b: lambda d: a(d) or b(d))(left, right)
+def _joined(tokens, word: str, operand, both):
+    """operand (word operand)*, folded left with `both`."""
+    left, tokens = operand(tokens)
+    while tokens and tokens[0] == word:
+        right, tokens = operand(tokens[1:])
+        left = (lambda a, b: lambda d: both(a(d), b(d)))(left, right)
     return left, tokens
+
+
+def _or(tokens):
+    return _joined(tokens, "or", _and, lambda a, b: a or b)
 
 
 def _and(tokens):
-    left, tokens = _not(tokens)
-    while tokens and tokens[0] == "and":
-        right, tokens = _not(tokens[1:])
-        left = (lambda a, b: lambda d: a(d) and b(d))(left, right)
-    return left, tokens
+    return _joined(tokens, "and", _not, lambda a, b: a and b)
 
 
 def _not(tokens):
