@@ -8,7 +8,8 @@ from typing import Protocol, Sequence
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A manifest entry: the artifact's name, version, path, sha256 and feature names."""
+    """A manifest entry: the artifact's name, version, path, sha256, feature names, and the
+    training data's feature means and standard deviations."""
 
     name: str
     version: str
@@ -18,6 +19,9 @@ class ModelSpec:
     trained_at: str = ""
     metrics: dict = field(default_factory=dict)
     description: str = ""
+    # The training data's feature means and standard deviations ({"mean": [...], "std":
+    # [...]}): the rows a fast path is checked on before it serves.
+    reference: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:

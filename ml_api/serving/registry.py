@@ -16,13 +16,18 @@ from typing import Sequence
 
 import joblib
 import numpy as np
-import sklearn
 
 from ml_api.domain.models import ModelSpec
 from ml_api.errors import ModelIntegrityError
-from ml_api.serving.fast_proba import fast_proba
+from ml_api.serving.loaded_model import LoadedModel
 
 MANIFEST_NAME = "manifest.json"
+
+
+def reference_of(rows) -> dict:
+    """The feature means and standard deviations of training rows, for the manifest."""
+    rows = np.asarray(rows, dtype=np.float64)
+    return {"mean": rows.mean(axis=0).tolist(), "std": rows.std(axis=0).tolist()}
 
 
 def sha256_of(data: bytes) -> str:
@@ -76,47 +81,13 @@ def verify_all(models_dir: Path) -> list[ModelSpec]:
     return specs
 
 
-class LoadedModel:
-    """A verified estimator with a single-row predict that returns plain Python values."""
-
-    def __init__(self, spec: ModelSpec, estimator):
-        self.spec = spec
-        self.estimator = estimator
-        self.n_features = len(spec.feature_names)
-        self._has_proba = hasattr(estimator, "predict_proba")
-        self._fast_proba = fast_proba(estimator, self.n_features)
-        classes = getattr(estimator, "classes_", None)
-        self._classes = [c.item() if hasattr(c, "item") else c for c in classes] if (
-            classes is not None
-        ) else None
-        # A score that a 0/1 label can be judged against (log-loss, Brier, AUC).
-        self.binary = self._has_proba and self._classes is not None and len(self._classes) == 2
-
-    def predict(self, row: Sequence[float]) -> tuple[object, float | None]:
-        """(prediction, score): score is the positive-class probability for a binary classifier,
-        the predicted class's probability for a multi-class one, None without predict_proba."""
-        if self._fast_proba is not None and self._classes is not None:
-            positive = self._fast_proba(row)
-            # argmax semantics: a tie (0.5) goes to the first class, as predict() does.
-            return self._classes[1 if positive > 0.5 else 0], positive
-        x = np.asarray(row, dtype=np.float64).reshape(1, -1)
-        # Inputs are validated (count, finiteness) before they get here; skipping sklearn's own
-        # checks saves a share of a single-row call.
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            if self._has_proba and self._classes is not None:
-                proba = self.estimator.predict_proba(x)[0]
-                best = int(proba.argmax())
-                score = proba[1] if len(proba) == 2 else proba[best]
-                return self._classes[best], float(score)
-            value = self.estimator.predict(x)[0]
-        return (value.item() if hasattr(value, "item") else value), None
-
-
 class ModelRegistry:
     """All models of the manifest, verified and loaded, by key "name@version"."""
 
     def __init__(self, models: dict[str, LoadedModel]):
         self._models = models
+        # Rows with every |value| up to this are refused by no model.
+        self.safe_magnitude = min((m.safe_magnitude for m in models.values()), default=0.0)
 
     @classmethod
     def load(cls, models_dir: Path) -> "ModelRegistry":
@@ -148,6 +119,7 @@ def register_model(
     metrics: dict | None = None,
     description: str = "",
     trained_at: str | None = None,
+    reference: dict | None = None,
 ) -> ModelSpec:
     """Copy an artifact into models_dir (if elsewhere) and add it to the manifest."""
     models_dir = Path(models_dir)
@@ -165,6 +137,7 @@ def register_model(
         trained_at=trained_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metrics=metrics or {},
         description=description,
+        reference=reference or {},
     )
     existing = read_manifest(models_dir) if (models_dir / MANIFEST_NAME).is_file() else []
     specs = [s for s in existing if s.key != spec.key]

@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ml_api.domain.models import ModelSpec
-from ml_api.serving.registry import MANIFEST_NAME, read_manifest, register_model
+from ml_api.serving.registry import MANIFEST_NAME, read_manifest, reference_of, register_model
 
 CONTROL_KEY = "logreg@1"
 VARIATION_KEY = "gboost@1"
@@ -63,6 +63,7 @@ def train_demo_models(models_dir: Path) -> list[ModelSpec]:
             specs.append(register_model(
                 models_dir, artifact, name=name, version="1", feature_names=names,
                 metrics=_held_out_metrics(model, x_test, y_test), description=description,
+                reference=reference_of(x_train),
             ))
     return specs
 
