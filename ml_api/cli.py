@@ -39,12 +39,18 @@ def _init_db(_args, settings: Settings) -> int:
 
 
 def _register_model(args, settings: Settings) -> int:
-    from ml_api.serving.registry import register_model
+    import numpy as np
 
+    from ml_api.serving.registry import reference_of, register_model
+
+    reference = None
+    if args.reference_csv:  # a header line, then one training row per line
+        reference = reference_of(np.loadtxt(args.reference_csv, delimiter=",", ndmin=2,
+                                            skiprows=1))
     spec = register_model(
         settings.models_dir, Path(args.artifact), name=args.name, version=args.version,
         feature_names=[f.strip() for f in args.features.split(",") if f.strip()],
-        metrics=json.loads(args.metrics), description=args.description,
+        metrics=json.loads(args.metrics), description=args.description, reference=reference,
     )
     print(f"registered {spec.key} sha256={spec.sha256}; run `python -m ml_api init-db` "
           "to record it in the database")
@@ -147,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--features", required=True, help="comma-separated feature names, in order")
     reg.add_argument("--metrics", default="{}", help="held-out metrics as a JSON object")
     reg.add_argument("--description", default="")
+    reg.add_argument("--reference-csv", help="training rows (CSV with a header line, "
+                     "features in order): their means and standard deviations go to the "
+                     "manifest, to check the model's fast path on")
     reg.set_defaults(run=_register_model)
 
     exp = sub.add_parser("experiments", help="create, change and read experiments")

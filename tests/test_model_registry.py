@@ -82,3 +82,41 @@ def test_bring_your_own_model_with_the_cli(tmp_path, monkeypatch, capsys):
     (models / "challenger-2.joblib").write_bytes(b"not the registered bytes")
     assert cli_main(["check-models"]) == 2
     assert "refusing to load" in capsys.readouterr().err
+
+
+def test_registering_scalers_without_std_or_mean_leaves_every_model_serving(tmp_path,
+                                                                           monkeypatch):
+    """A pipeline whose StandardScaler keeps no scale_ (or no mean) once stopped every model
+    of the manifest loading; registered with the CLI, it serves, and so does every other."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ml_api.serving.training import train_demo_models
+
+    x, y, names = demo_dataset()
+    models = tmp_path / "models"
+    train_demo_models(models)
+    reference = tmp_path / "training.csv"
+    reference.write_text(",".join(names) + "\n"
+                         + "\n".join(",".join(map(repr, row)) for row in x.tolist()) + "\n")
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    options = {"no-std": {"with_std": False}, "neither": {"with_mean": False, "with_std": False}}
+    for name, scaler in options.items():
+        artifact = tmp_path / f"{name}.joblib"
+        joblib.dump(make_pipeline(StandardScaler(**scaler), LogisticRegression(
+            solver="newton-cholesky")).fit(x, y), artifact)
+        assert cli_main(["register-model", "--artifact", str(artifact), "--name", name,
+                         "--version", "1", "--features", ",".join(names),
+                         "--reference-csv", str(reference)]) == 0
+    registry = ModelRegistry.load(models)
+    assert {s.key for s in registry.specs()} == {"logreg@1", "gboost@1", "no-std@1",
+                                                   "neither@1"}
+    assert registry.get("no-std@1").spec.reference["mean"] == \
+        pytest.approx(x.mean(axis=0).tolist())
+    for spec in registry.specs():
+        model = registry.get(spec.key)
+        for row in x[::50]:
+            prediction, score = model.predict(row.tolist())
+            assert prediction == model.estimator.predict([row])[0]
+            assert abs(score - model.estimator.predict_proba([row])[0, 1]) <= \
+                model.tolerance(row.tolist())
