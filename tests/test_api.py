@@ -115,6 +115,9 @@ ERROR_CASES = [
      "invalid_features"),
     ('{"uid": "a", "features": [1' + "0" * 400 + ', 1, 1, 1, 1, 1, 1, 1, 1, 1]}',
      "application/json", 422, "invalid_features"),
+    # Beyond float32, which the variation's trees compare: refused by scikit-learn.
+    ({"uid": "a", "features": [1e39] + FEATURES[1:]}, "application/json", 422,
+     "invalid_features"),
     ({"uid": "a", "features": FEATURES, "experiment": "nope"}, "application/json", 404,
      "unknown_experiment"),
 ]

@@ -114,6 +114,10 @@ class PredictionService:
         # Validate against the control's features before anything is assigned or stored.
         row = feature_row(request.features, self._model(experiment.control.model_key,
                                                         experiment.name).spec.feature_names)
+        magnitude = max(map(abs, row))
+        if magnitude > self._registry.safe_magnitude:  # a model may refuse it: ask them all
+            for candidate in experiment.variants:
+                self._model(candidate.model_key, experiment.name).check(row, magnitude)
         if running:
             try:
                 name, first = self._assigner.assign(experiment, request.uid, request.covariate)
@@ -126,6 +130,10 @@ class PredictionService:
         model_started = time.perf_counter()
         try:
             prediction, score = model.predict(row)
+        except InvalidFeatures as exc:  # the model itself refuses the row: a client error
+            raise with_event_fields(exc, experiment=experiment.name, group=variant.name,
+                                    model_name=model.spec.name,
+                                    model_version=model.spec.version)
         except Exception as exc:  # a model bug must not look like a client error
             log.exception("model %s failed", model.spec.key)
             if running:
