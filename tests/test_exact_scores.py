@@ -106,7 +106,8 @@ def splits(estimator) -> list[tuple[int, float]]:
 
 
 NEIGHBOURS = [
-    lambda t: t, lambda t: float(np.nextafter(t, np.inf)), lambda t: float(np.nextafter(t, -np.inf)),
+    lambda t: t, lambda t: float(np.nextafter(t, np.inf)),
+    lambda t: float(np.nextafter(t, -np.inf)),
     lambda t: float(np.float32(t)),
     lambda t: float(np.nextafter(np.float32(t), np.float32(np.inf))),
     lambda t: float(np.nextafter(np.float32(t), np.float32(-np.inf)))]
