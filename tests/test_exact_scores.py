@@ -167,7 +167,7 @@ def test_served_answer_is_the_estimators_own(zoo, name, data):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(FAMILIES))
-@settings(FAST, max_examples=400, derandomize=False)
+@settings(FAST, max_examples=200, derandomize=False)
 @given(data=st.data())
 def test_served_answer_is_the_estimators_own_at_length(zoo, name, data):
     _differential(zoo, name, data)
