@@ -42,6 +42,7 @@ class GracefulThreadWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         self.share = self.cfg.threads
         self._queued_since: float | None = None  # when a waiting connection was first seen
+        self._listen_queue: select.poll | None = None  # readable: a connection waits
 
     # gthread's run loop accepts while nr_conns < worker_connections, read on every turn.
     @property
@@ -57,7 +58,11 @@ class GracefulThreadWorker(ThreadWorker):
         self._connection_limit = limit
 
     def _overflow_waited(self) -> bool:
-        if not select.select(self.sockets, [], [], 0)[0]:  # nobody waits to be accepted
+        if self._listen_queue is None:
+            self._listen_queue = select.poll()
+            for listener in self.sockets:
+                self._listen_queue.register(listener, select.POLLIN)
+        if not self._listen_queue.poll(0):  # nobody waits to be accepted
             self._queued_since = None
             return False
         now = time.monotonic()
