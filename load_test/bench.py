@@ -33,6 +33,7 @@ import pymysql
 import redis
 
 from load_test.processes import ROOT, Gunicorn, settings_env
+from load_test.spread import over_even, shares
 from ml_api.serving.training import train_demo_models
 from ml_api.settings import Settings
 from ml_api.validation import PredictRequest
@@ -45,10 +46,6 @@ APPS = {"bare": "load_test.bare_app:create_bare_app()",
         "hello": "load_test.bare_app:create_hello_app()"}
 MIXES = {"returning": 0.0, "10% new": 0.1}
 ALL_NEW = "all new"
-# In a valid run the busiest worker did at most this many times its even share of the work
-# (with 2 workers, 55% of their CPU): a more lopsided run leaves part of a core idle.
-BALANCE_FACTOR = 1.1
-BALANCE_ATTEMPTS = 4
 
 
 def ensure_wrk() -> str:
@@ -169,35 +166,19 @@ def worker_cpu_seconds(pids: list[int]) -> list[float]:
     return seconds
 
 
-def run_balanced(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> dict:
-    """One wrk run in which no worker did much more than its share of the work.
-
-    gthread workers race to accept wrk's keep-alive connections when a run starts; now and
-    then one worker wins most of them and the run measures one core instead of two (seen:
-    1,625 against 4,000 req/s for the same server; a 56/44 split of the CPU cost a round
-    a tenth or more of its throughput). Such a run is made again (at most BALANCE_ATTEMPTS runs),
-    for either server alike; the most even of them is kept, and the reruns are counted in
-    the summary."""
+def run_measured(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> dict:
+    """One wrk run, with each worker's share of the workers' CPU over it. The workers share
+    wrk's keep-alive connections (ml_api/gunicorn_worker.py); the shares show how evenly."""
     pids = server.worker_pids()
-    best = None
-    for attempt in range(BALANCE_ATTEMPTS):
-        before = worker_cpu_seconds(pids)
-        # A rerun's new uids are new too: the first attempt's have been seen.
-        attempt_env = {**env, "WRK_NEW_RUN": f"{env.get('WRK_NEW_RUN', '')}-{attempt}"}
-        result = run_wrk(wrk, server.url, args.duration, args.connections, args.threads,
-                         attempt_env)
-        spent = [after - start for start, after in zip(before, worker_cpu_seconds(pids))]
-        busiest = max(spent) / sum(spent) if sum(spent) else 0.0
-        result["busiest_worker_share"] = round(busiest, 3)
-        # The workers' CPU (user + system, from /proc) per answered request: what one request
-        # costs the server, steadier than req/s, which moves with whatever else shares the cores.
-        result["worker_cpu_us"] = sum(spent) / max(result["requests"], 1) * 1e6
-        if best is None or busiest < best["busiest_worker_share"]:
-            best = result
-        if len(pids) < 2 or busiest <= BALANCE_FACTOR / len(pids):
-            break
-    best["reruns"] = attempt
-    return best
+    before = worker_cpu_seconds(pids)
+    result = run_wrk(wrk, server.url, args.duration, args.connections, args.threads, env)
+    spent = [after - start for start, after in zip(before, worker_cpu_seconds(pids))]
+    result["worker_cpu_shares"] = shares(spent)
+    result["busiest_worker_over_even"] = over_even(result["worker_cpu_shares"])
+    # The workers' CPU (user + system, from /proc) per answered request: what one request
+    # costs the server, steadier than req/s, which moves with whatever else shares the cores.
+    result["worker_cpu_us"] = sum(spent) / max(result["requests"], 1) * 1e6
+    return result
 
 
 def rss_mib(pids: list[int]) -> list[float]:
@@ -217,7 +198,7 @@ def summarise(runs: list[dict]) -> dict:
         "p99_ms": round(statistics.median(r["p99_us"] for r in runs) / 1000, 2),
         "worker_cpu_us_per_request": round(statistics.median(r["worker_cpu_us"] for r in runs)),
         "failures": sum(r["failures"] for r in runs),
-        "unbalanced_runs_redone": sum(r["reruns"] for r in runs),
+        "busiest_worker_over_even": max(r["busiest_worker_over_even"] for r in runs),
         "requests": sum(r["requests"] for r in runs),
     }
 
@@ -270,11 +251,12 @@ def target_checks(summary_ratios: dict) -> list[dict]:
 def print_table(summary: dict) -> None:
     for mix, rows in summary["targets"].items():
         print(f"\n{mix} uids{'':<27}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'fails':>7}"
-              f"{'CPU us/req':>12}  RSS/worker MiB")
+              f"{'CPU us/req':>12}  RSS/worker MiB  busiest worker's CPU / even, by run")
         for name, row in rows.items():
             print(f"{LABELS[name]:<38}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
                   f"{row['p99_ms']:>9.2f}{row['failures']:>7}"
-                  f"{row['worker_cpu_us_per_request']:>12}  {row['rss_mib_per_worker']}")
+                  f"{row['worker_cpu_us_per_request']:>12}  {row['rss_mib_per_worker']}  "
+                  + " ".join(f"{run['busiest_worker_over_even']:.2f}" for run in row["runs"]))
     print(f"\nratios, median over {summary['rounds']} rounds ({summary['config']}):")
     for check in summary["checks"]:
         print(f"  {check['ratio']:<45}{check['value']:>7.2f}  target {check['sense']} "
@@ -302,9 +284,9 @@ def measure(wrk: str, servers: dict[str, Gunicorn], args, run_id: str
         order = names[round_index % len(names):] + names[:round_index % len(names)]
         for mix, share in MIXES.items():
             for name in order:
-                runs[mix][name].append(run_balanced(wrk, servers[name], args,
+                runs[mix][name].append(run_measured(wrk, servers[name], args,
                                                     wrk_env(args, run_id, share)))
-        runs[ALL_NEW]["full"].append(run_balanced(wrk, servers["full"], args,
+        runs[ALL_NEW]["full"].append(run_measured(wrk, servers["full"], args,
                                                   wrk_env(args, run_id, 1.0)))
     return runs
 
@@ -372,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                           log_path=args.out / "sweep.log") as server:
                 run_wrk(wrk, server.url, 2, args.connections, args.threads,
                         wrk_env(args, run_id, 0.0))
-                result = run_balanced(wrk, server, args, wrk_env(args, run_id, 0.0))
+                result = run_measured(wrk, server, args, wrk_env(args, run_id, 0.0))
             scaling.append({"workers": workers, "rps": round(result["rps"], 1),
                             "p99_ms": round(result["p99_us"] / 1000, 2),
                             "failures": result["failures"]})

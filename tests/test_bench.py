@@ -45,24 +45,20 @@ def test_each_ratio_is_the_median_of_the_rounds_ratios_and_is_checked_against_it
     assert not bench.target_checks(bench.ratios(by_mix))[0]["met"]
 
 
-def test_an_uneven_run_is_made_again_and_the_most_even_one_kept(monkeypatch):
-    """Workers' CPU shares of successive runs: 70/30, 60/40, 58/42, 80/20 (all past 55%):
-    four runs, the 58/42 one kept; a 52/48 run ends the retries at once."""
-    def scripted(shares):
-        cpu, runs = [0.0, 0.0], iter(shares)
+def test_a_run_is_made_once_and_reports_each_workers_share_of_the_cpu(monkeypatch):
+    """A lopsided run (70/30 of the workers' CPU) is kept, not made again: its shares say
+    how lopsided, and the summary carries the most lopsided run of a row."""
+    cpu, calls = [0.0, 0.0], []
 
-        def worker_cpu_seconds(pids):
-            return list(cpu)
+    def run_wrk(*args):
+        calls.append(args)
+        cpu[0] += 0.7
+        cpu[1] += 0.3
+        return {"requests": 1000, "rps": 500.0, "p50_us": 1, "p95_us": 2, "p99_us": 3,
+                "failures": 0}
 
-        def run_wrk(*args):
-            envs.append(args[-1])
-            share = next(runs)
-            cpu[0] += share
-            cpu[1] += 1 - share
-            return {"requests": 1000, "share_given": share}
-
-        monkeypatch.setattr(bench, "worker_cpu_seconds", worker_cpu_seconds)
-        monkeypatch.setattr(bench, "run_wrk", run_wrk)
+    monkeypatch.setattr(bench, "worker_cpu_seconds", lambda pids: list(cpu))
+    monkeypatch.setattr(bench, "run_wrk", run_wrk)
 
     class Server:
         url = "http://unused"
@@ -70,16 +66,14 @@ def test_an_uneven_run_is_made_again_and_the_most_even_one_kept(monkeypatch):
         def worker_pids(self):
             return [1, 2]
 
-    args = type("Args", (), {"duration": 1, "connections": 16, "threads": 2})
-    envs = []
-    scripted([0.7, 0.4, 0.42, 0.8])
-    kept = bench.run_balanced("wrk", Server(), args, {"WRK_NEW_RUN": "r"})
-    assert kept["share_given"] == 0.42 and kept["busiest_worker_share"] == 0.58
-    assert kept["reruns"] == 3
-    assert len({env["WRK_NEW_RUN"] for env in envs}) == 4  # a rerun's new uids are new too
-    scripted([0.52, 0.9])
-    kept = bench.run_balanced("wrk", Server(), args, {})
-    assert kept["share_given"] == 0.52 and kept["reruns"] == 0
+    args = type("Args", (), {"duration": 1, "connections": 8, "threads": 2})
+    result = bench.run_measured("wrk", Server(), args, {})
+    assert len(calls) == 1
+    assert result["worker_cpu_shares"] == [0.7, 0.3]
+    assert result["busiest_worker_over_even"] == 1.4
+    assert result["worker_cpu_us"] == pytest.approx(1000)
+    even = {**result, "busiest_worker_over_even": 1.02}
+    assert bench.summarise([even, result, even])["busiest_worker_over_even"] == 1.4
 
 
 def test_the_wrk_script_sends_each_new_uid_once_across_its_threads(tmp_path):
@@ -136,6 +130,10 @@ def test_bench_writes_its_summary_and_cleans_up(mysql_server, redis_prefix, tmp_
             assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
             assert len(row["runs"]) == 1 and len(row["rss_mib_per_worker"]) == 2
             assert row["worker_cpu_us_per_request"] > 0
+            [run] = row["runs"]
+            assert len(run["worker_cpu_shares"]) == 2
+            assert sum(run["worker_cpu_shares"]) == pytest.approx(1, abs=0.01)
+            assert row["busiest_worker_over_even"] == run["busiest_worker_over_even"] >= 1
     assert len(summary["checks"]) == len(bench.TARGETS)
     assert all(check["value"] > 0 for check in summary["checks"])
     assert all(1 <= runs <= 16 for runs in summary["warm_up_runs"].values())

@@ -1,4 +1,5 @@
-"""gunicorn's logger as the service configures it: no access-log line unless one is asked for."""
+"""gunicorn as the service configures it: its logger (no access-log line unless one is asked
+for), and its worker's share of new connections."""
 import logging
 import runpy
 from datetime import timedelta
@@ -48,3 +49,38 @@ def test_no_access_log_fields_are_built_unless_an_access_log_is_asked_for(monkey
     assert built == [1]
     assert '"POST /predict HTTP/1.1" 200' in (tmp_path / "access.log").read_text()
     assert logging.getLogger("gunicorn.access").handlers == []
+
+
+def make_worker(listener):
+    from gunicorn.config import Config
+    from ml_api.gunicorn_worker import GracefulThreadWorker
+
+    config = Config()
+    config.set("threads", 4)
+    return GracefulThreadWorker(0, 0, [listener], None, 30, config, None)
+
+
+def test_a_worker_holding_its_share_leaves_a_new_connection_to_the_others_a_while():
+    """The gthread run loop accepts while nr_conns < worker_connections: below its share
+    (its thread count) a worker accepts; at it, it holds, until a connection has waited in
+    the listen queue OVERFLOW_WAIT (no other worker took it), then takes it too."""
+    import socket
+    import time
+
+    from ml_api import gunicorn_worker
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        worker = make_worker(listener)
+        try:
+            worker.nr_conns = 3
+            assert worker.nr_conns < worker.worker_connections  # below its share of 4
+            worker.nr_conns = 4
+            assert not worker.nr_conns < worker.worker_connections  # nobody waits: holds
+            with socket.create_connection(listener.getsockname()):  # now in the listen queue
+                assert not worker.nr_conns < worker.worker_connections  # left to others
+                time.sleep(gunicorn_worker.OVERFLOW_WAIT)
+                assert worker.nr_conns < worker.worker_connections  # nobody did: takes it
+                listener.accept()[0].close()
+            assert not worker.nr_conns < worker.worker_connections  # queue empty: holds
+        finally:
+            worker.tmp.close()
