@@ -13,7 +13,9 @@ from scipy import stats
 
 from ml_api.experiments.values import Experiment
 from ml_api.stats import inference as st
+from ml_api.stats.always_valid import Look, running_values
 from ml_api.stats.cuped import CovariateSums, cuped_effect
+from ml_api.stats.decision import SRM_THRESHOLD, decide
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,6 @@ class MetricSums:
     total_sq: float = 0.0   # sum over users of their total squared
 
 
-SRM_THRESHOLD = 0.001
 POWER = 0.8
 
 
@@ -112,12 +113,35 @@ def _cuped(experiment: Experiment, exposures: dict[str, int],
     return {"applied": True, **effect}
 
 
+def current_look(comparison: dict, test: str) -> Look | None:
+    """The decisive test's values in this comparison as it stands now, if it has them."""
+    block = comparison["cuped"] if test == "cuped" else comparison
+    if "sequential" not in block:
+        return None
+    estimate = block["adjusted"]["estimate"] if test == "cuped" else block["lift"]["absolute"]
+    low, high = block["sequential"]["absolute_lift_ci"]
+    return Look(None, test, estimate, block["sequential"]["p_value"], low, high)
+
+
+def _add_running(comparisons: dict, test: str, looks: dict[str, list[Look]]) -> None:
+    """Each comparison's running values over its stored looks and the current one, the
+    running p-values Holm-adjusted across the comparisons."""
+    for name, comparison in comparisons.items():
+        now = current_look(comparison, test)
+        comparison["running"] = running_values(looks.get(name, []) + ([now] if now else []))
+    running = [c["running"] for c in comparisons.values() if c["running"]]
+    for value, adjusted in zip(running, st.holm([r["p_value"] for r in running])):
+        value["p_value_adjusted"] = adjusted
+
+
 def experiment_results(experiment: Experiment, exposures: dict[str, int],
                        expected: dict[str, float], sums: dict[str, MetricSums],
-                       covariates: dict[str, CovariateSums] | None = None) -> dict:
+                       covariates: dict[str, CovariateSums] | None = None,
+                       looks: dict[str, list[Look]] | None = None) -> dict:
     """The whole results document of an experiment from its counters: per-variant
     summaries, comparisons against the control (each also adjusted for a covariate with
-    CUPED when every uid came with one), the sample-ratio check, sample size, decision."""
+    CUPED when every uid came with one), the running always-valid values over the stored
+    `looks` and this one, the sample-ratio check, sample size, decision."""
     alpha = experiment.setting("alpha")
     names = [v.name for v in experiment.variants]
     summaries = {name: _summary(exposures.get(name, 0), sums.get(name, MetricSums()), alpha)
@@ -141,6 +165,8 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
                                  for c in comparisons.values()])
             for comparison, adjusted in zip(comparisons.values(), cuped_adj):
                 comparison["cuped"]["sequential"]["p_value_adjusted"] = adjusted
+    cuped = bool(comparisons) and all(c["cuped"]["applied"] for c in comparisons.values())
+    _add_running(comparisons, "cuped" if cuped else "sequential", looks or {})
 
     srm_p = None if experiment.strategy == "shadow" else st.srm_pvalue(
         [exposures.get(n, 0) for n in names], [expected.get(n, 0.0) for n in names])
@@ -164,40 +190,6 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
                         "progress": None if not required else min(1.0, smallest / required)},
         "decision": decide(experiment, summaries, comparisons, srm_p, required),
     }
-
-
-def decide(experiment: Experiment, summaries: dict, comparisons: dict, srm_p: float | None,
-           required: int | None) -> dict:
-    """The decision: which variant wins, or why the experiment keeps running."""
-    alpha = experiment.setting("alpha")
-    control = experiment.control.name
-    if srm_p is not None and srm_p < SRM_THRESHOLD:
-        return {"outcome": "sample_ratio_mismatch", "winner": None, "test": None,
-                "message": f"sample ratio mismatch (p = {srm_p:.2g}): do not trust these results"}
-    cuped = bool(comparisons) and all(c["cuped"]["applied"] for c in comparisons.values())
-    used = "CUPED-adjusted sequential test" if cuped else "sequential test"
-
-    def p_value(c):
-        return (c["cuped"] if cuped else c)["sequential"]["p_value_adjusted"]
-
-    def effect(c):
-        return c["cuped"]["adjusted"]["estimate"] if cuped else c["lift"]["absolute"]
-
-    significant = {n: c for n, c in comparisons.items() if p_value(c) <= alpha}
-    better = {n: c for n, c in significant.items() if effect(c) > 0}
-    if better:
-        winner = max(better, key=lambda n: effect(better[n]))
-        return {"outcome": "winner", "winner": winner, "test": used,
-                "message": f"{winner} wins against {control} ({used}, Holm-adjusted)"}
-    if significant and len(significant) == len(comparisons):
-        return {"outcome": "winner", "winner": control, "test": used,
-                "message": f"{control} wins: every challenger is significantly worse ({used})"}
-    sizes = [summaries[n]["exposures"] for n in summaries]
-    if required and min(sizes) >= required:
-        return {"outcome": "no_significant_difference", "winner": None, "test": used,
-                "message": "the planned sample size is reached without a significant difference"}
-    return {"outcome": "keep_running", "winner": None, "test": used,
-            "message": "not enough evidence yet; keep running"}
 
 
 def effect_over_time(experiment: Experiment, series: list, max_points: int = 120) -> list[dict]:
