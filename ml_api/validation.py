@@ -11,7 +11,8 @@ from ml_api.experiments.values import DEFAULT_SETTINGS, STRATEGIES
 MAX_UID_LENGTH = 256
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # experiments, variants, metrics
 SPEC_KEYS = {"name", "variants", "strategy", "metric", "salt", *DEFAULT_SETTINGS}
-PATCH_KEYS = {"weights", "variants", *DEFAULT_SETTINGS}
+# The decisive test (cuped) is fixed at creation: no guarantee covers a switch between looks.
+PATCH_KEYS = {"weights", "variants", *DEFAULT_SETTINGS} - {"cuped"}
 
 
 def require_object(body) -> dict:
@@ -186,6 +187,7 @@ def validate_settings(body: dict, n_variants: int) -> dict:
         "max_duration_hours": lambda v: None if v is None else finite_number(
             v, "max_duration_hours", 0, low_open=True),
         "auto_stop": lambda v: v if isinstance(v, bool) else None,
+        "cuped": lambda v: v if isinstance(v, bool) else None,
         "mde": lambda v: finite_number(v, "mde", 0, low_open=True),
         "tau": lambda v: None if v is None else finite_number(v, "tau", 0, low_open=True),
         "quality_tau": lambda v: finite_number(v, "quality_tau", 0, low_open=True),

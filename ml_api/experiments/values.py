@@ -19,6 +19,7 @@ DEFAULT_SETTINGS = {
     "auto_stop": False,
     "mde": 0.02,                    # minimum detectable effect (absolute) for the sample size
     "tau": None,                    # mSPRT mixing standard deviation; None means mde
+    "cuped": False,                 # a covariate is declared: CUPED's test decides (creation only)
     "quality_tau": 0.02,            # mSPRT mixing sd of log-loss differences (labels)
     "epsilon": 0.1,                 # epsilon_greedy exploration share
     "min_share": 0.05,              # bandits: smallest share any arm keeps

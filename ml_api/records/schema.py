@@ -135,6 +135,10 @@ class VariantMetric(Base):
     total_sq: Mapped[float] = mapped_column(DOUBLE)
     covariate_total: Mapped[float] = mapped_column(DOUBLE, default=0.0)  # sum of x * total
     covariate_converting: Mapped[float] = mapped_column(DOUBLE, default=0.0)  # x * (total > 0)
+    # The uid's total and conversion, over the uids that came with a covariate (CUPED's
+    # missing-covariate indicator needs the rest's sum).
+    covered_total: Mapped[float] = mapped_column(DOUBLE, default=0.0)
+    covered_converting: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class UserMetric(Base):

@@ -15,6 +15,12 @@ SRM_THRESHOLD = 0.001
 TESTS = {"sequential": "sequential test", "cuped": "CUPED-adjusted sequential test"}
 
 
+def decisive_test(experiment: Experiment) -> str:
+    """The test that decides, declared when the experiment is created so it never changes
+    between looks: CUPED's adjusted test when the experiment declares a covariate."""
+    return "cuped" if experiment.setting("cuped") else "sequential"
+
+
 def decide(experiment: Experiment, summaries: dict, comparisons: dict, srm_p: float | None,
            required: int | None) -> dict:
     """The decision: which variant wins, or why the experiment keeps running."""
@@ -27,7 +33,7 @@ def decide(experiment: Experiment, summaries: dict, comparisons: dict, srm_p: fl
     if reached:
         return dict(reached)
     running = {n: c["running"] for n, c in comparisons.items() if c.get("running")}
-    used = TESTS[next(iter(running.values()))["test"]] if running else TESTS["sequential"]
+    used = TESTS[decisive_test(experiment)]
     significant = {n: r for n, r in running.items() if r["p_value_adjusted"] <= alpha}
     better = {n: r for n, r in significant.items() if r["estimate"] > 0}
     if better:

@@ -15,7 +15,7 @@ from ml_api.experiments.values import Experiment
 from ml_api.stats import inference as st
 from ml_api.stats.always_valid import Look, running_values
 from ml_api.stats.cuped import CovariateSums, cuped_effect
-from ml_api.stats.decision import SRM_THRESHOLD, decide
+from ml_api.stats.decision import SRM_THRESHOLD, decide, decisive_test
 
 
 @dataclass(frozen=True)
@@ -95,21 +95,19 @@ def _required_per_variant(experiment: Experiment, control: dict) -> int | None:
     return math.ceil(2 * (z * sd / mde) ** 2)
 
 
-def _cuped(experiment: Experiment, exposures: dict[str, int],
-           covariates: dict[str, CovariateSums] | None, name: str) -> dict:
-    """The comparison adjusted for the uids' pre-exposure covariate, when every exposed uid
-    of both variants came with one."""
-    control = experiment.control.name
-    if not covariates or not any(c.n for c in covariates.values()):
+def _cuped(experiment: Experiment, covariates: dict[str, CovariateSums] | None,
+           name: str) -> dict:
+    """The comparison adjusted for the uids' pre-exposure covariate, uids without one kept
+    (cuped.py), when the experiment declares a covariate or some uid sent one."""
+    covariates = covariates or {}
+    if not experiment.setting("cuped") and not any(c.n - c.missing
+                                                   for c in covariates.values()):
         return {"applied": False, "reason": "no covariates were sent"}
-    missing = sum(exposures.get(v, 0) - covariates.get(v, CovariateSums()).n
-                  for v in (control, name))
-    if missing:
-        return {"applied": False, "reason": f"{missing} exposed uids came without a covariate"}
-    effect = cuped_effect(covariates[control], covariates[name], experiment.setting("alpha"),
+    effect = cuped_effect(covariates.get(experiment.control.name, CovariateSums()),
+                          covariates.get(name, CovariateSums()), experiment.setting("alpha"),
                           experiment.setting("tau") or experiment.setting("mde"))
     if effect is None:
-        return {"applied": False, "reason": "the covariate does not vary"}
+        return {"applied": False, "reason": "too few uids for the regression"}
     return {"applied": True, **effect}
 
 
@@ -140,7 +138,7 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
                        looks: dict[str, list[Look]] | None = None) -> dict:
     """The whole results document of an experiment from its counters: per-variant
     summaries, comparisons against the control (each also adjusted for a covariate with
-    CUPED when every uid came with one), the running always-valid values over the stored
+    CUPED), the running always-valid values over the stored
     `looks` and this one, the sample-ratio check, sample size, decision."""
     alpha = experiment.setting("alpha")
     names = [v.name for v in experiment.variants]
@@ -152,7 +150,7 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
     comparable = [n for n in names[1:]
                   if summaries[n]["exposures"] > 1 and control["exposures"] > 1]
     comparisons = {n: {**_comparison(control, summaries[n], experiment),
-                       "cuped": _cuped(experiment, exposures, covariates, n)}
+                       "cuped": _cuped(experiment, covariates, n)}
                    for n in comparable}
     if comparisons:
         fixed_adj = st.holm([c["fixed_horizon"]["p_value"] for c in comparisons.values()])
@@ -160,13 +158,11 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
         for comparison, f, s in zip(comparisons.values(), fixed_adj, seq_adj):
             comparison["fixed_horizon"]["p_value_adjusted"] = f
             comparison["sequential"]["p_value_adjusted"] = s
-        if all(c["cuped"]["applied"] for c in comparisons.values()):
-            cuped_adj = st.holm([c["cuped"]["sequential"]["p_value"]
-                                 for c in comparisons.values()])
-            for comparison, adjusted in zip(comparisons.values(), cuped_adj):
-                comparison["cuped"]["sequential"]["p_value_adjusted"] = adjusted
-    cuped = bool(comparisons) and all(c["cuped"]["applied"] for c in comparisons.values())
-    _add_running(comparisons, "cuped" if cuped else "sequential", looks or {})
+        adjusted = [c["cuped"] for c in comparisons.values() if c["cuped"]["applied"]]
+        for cuped, p_value in zip(adjusted, st.holm([c["sequential"]["p_value"]
+                                                     for c in adjusted])):
+            cuped["sequential"]["p_value_adjusted"] = p_value
+    _add_running(comparisons, decisive_test(experiment), looks or {})
 
     srm_p = None if experiment.strategy == "shadow" else st.srm_pvalue(
         [exposures.get(n, 0) for n in names], [expected.get(n, 0.0) for n in names])
