@@ -1,5 +1,7 @@
 """CUPED from a few sums per variant equals statsmodels' least-squares fit on the raw rows,
 uids without a covariate kept with the mean imputed and a missing indicator."""
+import math
+
 import numpy as np
 import pytest
 import statsmodels.api as sm
@@ -171,8 +173,14 @@ def test_results_adjust_for_the_covariate_sent_with_predict_as_ols_does(services
                                                                / fit.bse[1] ** 2, rel=1e-6)
     assert results["decision"]["test"] == "CUPED-adjusted sequential test"
     assert results["comparisons"][0]["running"]["test"] == "cuped"
+    size, factor = results["sample_size"], plain.bse[1] ** 2 / fit.bse[1] ** 2
+    assert size["variance_reduction_factor"] == pytest.approx(factor, rel=1e-6)
+    if metric_type == "mean":  # a conversion rate of 0.5 + mde 0.5 has no sample size
+        assert size["per_variant"] == math.ceil(size["unadjusted_per_variant"] / factor)
     demo = services.admin.results("demo")  # no covariate declared: the unadjusted test
     assert demo["decision"]["test"] == "sequential test"
+    assert demo["sample_size"]["variance_reduction_factor"] is None
+    assert demo["sample_size"]["per_variant"] == demo["sample_size"]["unadjusted_per_variant"]
 
 
 def test_the_declared_test_cannot_be_switched_after_creation(client, admin_headers):

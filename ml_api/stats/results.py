@@ -95,6 +95,17 @@ def _required_per_variant(experiment: Experiment, control: dict) -> int | None:
     return math.ceil(2 * (z * sd / mde) ** 2)
 
 
+def _reduction(experiment: Experiment, comparisons: dict) -> float | None:
+    """The variance-reduction factor the sample size is divided by: with CUPED declared, the
+    smallest observed over the comparisons (each needs its sample), else None."""
+    factors = [c["cuped"]["variance_reduction_factor"] for c in comparisons.values()
+               if c["cuped"]["applied"]]
+    if not experiment.setting("cuped") or not factors or not all(
+            math.isfinite(f) and f > 0 for f in factors):
+        return None
+    return min(factors)
+
+
 def _cuped(experiment: Experiment, covariates: dict[str, CovariateSums] | None,
            name: str) -> dict:
     """The comparison adjusted for the uids' pre-exposure covariate, uids without one kept
@@ -166,7 +177,10 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
 
     srm_p = None if experiment.strategy == "shadow" else st.srm_pvalue(
         [exposures.get(n, 0) for n in names], [expected.get(n, 0.0) for n in names])
-    required = _required_per_variant(experiment, control)
+    unadjusted = _required_per_variant(experiment, control)
+    factor = _reduction(experiment, comparisons)
+    required = (math.ceil(unadjusted / factor) if unadjusted and factor
+                else unadjusted)
     active = [n for n in names if experiment.shares.get(n, 0) > 0] or names
     smallest = min(summaries[n]["exposures"] for n in active)
     return {
@@ -182,7 +196,8 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
                 "mismatch": srm_p is not None and srm_p < SRM_THRESHOLD,
                 "expected": {n: expected.get(n, 0.0) for n in names}},
         "sample_size": {"mde": experiment.setting("mde"), "power": POWER,
-                        "per_variant": required,
+                        "per_variant": required, "unadjusted_per_variant": unadjusted,
+                        "variance_reduction_factor": factor,
                         "progress": None if not required else min(1.0, smallest / required)},
         "decision": decide(experiment, summaries, comparisons, srm_p, required),
     }
