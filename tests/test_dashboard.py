@@ -29,6 +29,22 @@ class Elements(html.parser.HTMLParser):
 def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_headers, tmp_path):
     env = {**settings_env(embedded_settings), "DASHBOARD_PUBLIC": "true"}  # Chromium: no token
     with Gunicorn(env, log_path=tmp_path / "g.log") as server:
+        # an experiment that declares a covariate, a quarter of its uids sending none
+        assert requests.post(f"{server.url}/experiments", headers=admin_headers, json={
+            "name": "revenue", "cuped": True, "metric": "revenue", "metric_type": "mean",
+            "mde": 2.0, "variants": [{"name": "control", "model": "logreg@1"},
+                                     {"name": "variation", "model": "gboost@1"}]}).ok
+        requests.post(f"{server.url}/experiments/revenue/start", headers=admin_headers)
+        for i in range(80):
+            covariate = float(i % 9)
+            requests.post(f"{server.url}/predict", json={
+                "uid": f"r{i}", "experiment": "revenue", "features": FEATURES,
+                **({"covariate": covariate} if i % 4 else {})})
+            requests.post(f"{server.url}/feedback", json={
+                "uid": f"r{i}", "experiment": "revenue", "metric": "revenue",
+                "value": 1 + covariate + (i % 5)})
+        cuped = requests.get(f"{server.url}/experiments/revenue/results",
+                             headers=admin_headers).json()
         for i in range(120):
             uid = f"d{i}"
             answer = requests.post(f"{server.url}/predict", json={
@@ -74,6 +90,22 @@ def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_head
     else:
         assert float(progress["data-progress"]) == pytest.approx(api["sample_size"]["progress"])
         assert f"of {api['sample_size']['per_variant']} per variant" in text
+    # the running values decide, beside this look's p-value
+    running = {(a["data-experiment"], a["data-variant"]): a for tag, a in parser.found
+               if tag == "tr" and "data-running-p" in a}
+    assert len(running) == 2
+    for results in (api, cuped):
+        c = results["comparisons"][0]
+        shown = running[results["experiment"], c["variant"]]["data-running-p"]
+        assert float(shown) == pytest.approx(c["running"]["p_value_adjusted"])
+    # CUPED-adjusted progress: the unadjusted size over the observed variance reduction
+    size = cuped["sample_size"]
+    assert size["variance_reduction_factor"] > 1
+    shown = [a for tag, a in parser.found if a.get("data-cuped")]
+    assert [float(a["data-cuped"]) for a in shown] == pytest.approx(
+        [size["variance_reduction_factor"]])
+    assert (f"of {size['per_variant']} per variant" in text
+            and f"CUPED-adjusted: {size['unadjusted_per_variant']} / " in text)
     srm = next(a for tag, a in parser.found if tag == "table" and a.get("class") == "srm")
     assert float(srm["data-p-value"]) == pytest.approx(api["srm"]["p_value"])
     assert f"p = {api['srm']['p_value']:.4f}" in text
