@@ -16,6 +16,7 @@ from ml_api.records.snapshots import SnapshotStore
 from ml_api.stats.guardrails import guardrail_checks
 from ml_api.stats.model_quality import model_quality as quality_block
 from ml_api.stats.results import current_look, effect_over_time, experiment_results
+from ml_api.stats.shadow_decision import paired_look, shadow_decision
 
 
 class ResultsReader:
@@ -47,11 +48,14 @@ class ResultsReader:
         shadow = experiment.strategy == "shadow"
         if shadow:
             results["shadow"] = self._shadow_report(experiment)
-        if self._labels is not None and model_quality:
+        if self._labels is not None and (model_quality or shadow):  # shadows decide on labels
             results["model_quality"] = quality_block(
                 experiment.control.name, self._labels.scored(experiment.id),
                 self._labels.paired(experiment.id) if shadow else None,
                 experiment.setting("quality_tau"), experiment.setting("alpha"))
+            if shadow:
+                results["decision"] = shadow_decision(
+                    experiment, results["model_quality"]["paired"], looks or {})
         return results
 
     def take_look(self, experiment: Experiment, at: datetime) -> dict:
@@ -61,6 +65,9 @@ class ResultsReader:
         if self._looks is not None:
             now = {c["variant"]: current_look(c, c["running"]["test"])
                    for c in results["comparisons"] if c["running"]}
+            if experiment.strategy == "shadow" and "model_quality" in results:
+                now = {name: paired_look(block) for name, block
+                       in results["model_quality"]["paired"].items()}
             self._looks.record(experiment.id, at, {name: replace(look, at=at)
                                                    for name, look in now.items() if look})
         return results

@@ -142,7 +142,9 @@ class ExperimentSupervisor:
             reason = f"max_duration_hours ({hours}) reached"
             self._admin.transition(experiment.name, "stop", ACTOR, reason=reason)
             return f"stopped: {reason}"
-        smallest = min(v["exposures"] for v in results["variants"])
+        # Variants that take no uids (shadow models) see every exposure of the primary.
+        serving = [v for v in results["variants"] if v["share"] != 0] or results["variants"]
+        smallest = min(v["exposures"] for v in serving)
         decision = results["decision"]
         if smallest >= experiment.setting("min_sample_size") and decision["outcome"] == "winner":
             reason = f"sequential test decided: {decision['message']}"
