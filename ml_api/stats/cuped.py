@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from ml_api.stats import inference as st
 
@@ -85,19 +85,18 @@ def _independent(gram: np.ndarray) -> list[int]:
     return kept
 
 
-def _treatment_fit(gram: np.ndarray, xty: np.ndarray, yty: float, n: int, columns: list[int]
-                   ) -> tuple[float, float, int] | None:
-    """(coefficient, variance, residual degrees of freedom) of the treatment column."""
-    kept = [c for c in _independent(gram) if c in columns]
+def _treatment_fit(gram: np.ndarray, xty: np.ndarray, yty: float, n: int, kept: list[int]
+                   ) -> tuple[float, float, int, np.ndarray] | None:
+    """(coefficient, variance, residual degrees of freedom) of the treatment column in the
+    fit on the `kept` columns, and the coefficients."""
     df = n - len(kept)
     if 1 not in kept or df < 1:
         return None
-    sub = gram[np.ix_(kept, kept)]
-    inverse = np.linalg.inv(sub)
+    inverse = np.linalg.inv(gram[np.ix_(kept, kept)])
     beta = inverse @ xty[kept]
     residual = max(yty - float(beta @ xty[kept]), 0.0)
     position = kept.index(1)
-    return float(beta[position]), residual / df * float(inverse[position, position]), df
+    return float(beta[position]), residual / df * float(inverse[position, position]), df, beta
 
 
 def cuped_effect(control: CovariateSums, treatment: CovariateSums, alpha: float = 0.05,
@@ -110,17 +109,17 @@ def cuped_effect(control: CovariateSums, treatment: CovariateSums, alpha: float 
     if min(control.n, treatment.n) < 2:
         return None
     gram, xty, yty, n = _gram(control, treatment)
-    adjusted = _treatment_fit(gram, xty, yty, n, [0, 1, 2, 3])
-    unadjusted = _treatment_fit(gram, xty, yty, n, [0, 1])
+    kept = _independent(gram)
+    adjusted = _treatment_fit(gram, xty, yty, n, kept)
+    unadjusted = _treatment_fit(gram, xty, yty, n, [c for c in kept if c < 2])
     if adjusted is None or unadjusted is None:
         return None
-    estimate, variance, df = adjusted
-    kept = _independent(gram)
-    half = float(stats.t.isf(alpha / 2, df)) * math.sqrt(variance)
+    estimate, variance, df, beta = adjusted
+    half = float(special.stdtrit(df, 1 - alpha / 2)) * math.sqrt(variance)  # t quantile
     result = {
         "model": "ols", "degrees_of_freedom": df,
         "missing": control.missing + treatment.missing,
-        "theta": _slope(gram, xty, kept) if 2 in kept else None,
+        "theta": float(beta[kept.index(2)]) if 2 in kept else None,
         "unadjusted": {"estimate": unadjusted[0], "variance": unadjusted[1]},
         "adjusted": {"estimate": estimate, "variance": variance,
                      "ci": [estimate - half, estimate + half]},
@@ -131,9 +130,3 @@ def cuped_effect(control: CovariateSums, treatment: CovariateSums, alpha: float 
         result["sequential"] = {"method": "mSPRT", "tau": tau, "p_value": p_value,
                                 "absolute_lift_ci": [low, high]}
     return result
-
-
-def _slope(gram: np.ndarray, xty: np.ndarray, kept: list[int]) -> float:
-    """The covariate's coefficient in the adjusted fit."""
-    beta = np.linalg.solve(gram[np.ix_(kept, kept)], xty[kept])
-    return float(beta[kept.index(2)])
