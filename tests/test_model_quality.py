@@ -237,6 +237,23 @@ def test_a_shadow_experiment_decides_on_the_paired_test_and_lists_every_model(cl
     now[0] += timedelta(minutes=1)
 
 
+def test_quality_tau_defaults_to_the_declared_minimum_detectable_log_loss_difference(
+        client, services):
+    variants = [{"name": "a", "model": "logreg@1"}, {"name": "b", "model": "gboost@1"}]
+    services.admin.create({"name": "q-mde", "quality_mde": 0.1, "variants": variants}, "t")
+    services.admin.create({"name": "q-tau", "quality_mde": 0.1, "quality_tau": 0.03,
+                           "variants": variants}, "t")
+    for name in ("q-mde", "q-tau", "demo"):
+        if name != "demo":
+            services.admin.transition(name, "start", "t")
+        for i in range(40):
+            predict_and_label(client, f"{name}{i}", X[i], int(Y[i]), name)
+    taus = {name: [c["sequential"]["tau"] for c in services.admin.results(name)
+                   ["model_quality"]["log_loss_vs_control"].values() if c]
+            for name in ("q-mde", "q-tau", "demo")}
+    assert taus == {"q-mde": [0.1], "q-tau": [0.03], "demo": [0.05]}
+
+
 def test_a_label_sent_while_the_database_is_down_is_spooled_then_stored_once(
         models_dir, mysql_url, redis_prefix, tmp_path):
     from ml_api.settings import Settings

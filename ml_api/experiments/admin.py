@@ -32,7 +32,7 @@ from ml_api.records.looks import LookStore
 from ml_api.records.shadow import ShadowStore
 from ml_api.records.snapshots import SnapshotStore
 from ml_api.serving.registry import ModelRegistry
-from ml_api.validation import (
+from ml_api.spec_validation import (
     PATCH_KEYS,
     parse_experiment_spec,
     parse_weights,

@@ -52,7 +52,8 @@ class ResultsReader:
             results["model_quality"] = quality_block(
                 experiment.control.name, self._labels.scored(experiment.id),
                 self._labels.paired(experiment.id) if shadow else None,
-                experiment.setting("quality_tau"), experiment.setting("alpha"))
+                experiment.setting("quality_tau") or experiment.setting("quality_mde"),
+                experiment.setting("alpha"))
             if shadow:
                 results["decision"] = shadow_decision(
                     experiment, results["model_quality"]["paired"], looks or {})
