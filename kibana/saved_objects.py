@@ -3,192 +3,168 @@ dashboard of the stack, in Kibana 8's saved-object format.
 
     python kibana/saved_objects.py      # rewrites ml_api.ndjson (a test checks it is current)
 
-The dashboard has an experiment selector (an options list on `experiment`); every panel
-reads the request events and splits by `group`, so group names that repeat across
-experiments are never summed together. Rates are computed from the events alone:
-exposed consumers are the events with `first_exposure : true`, converting consumers the
-running sum of `conversion_change`.
+What the panels mean (docs/observability.md has one line each; tests/test_kibana_meaning.py
+evaluates them over the service's events and compares with /results):
+- Every panel splits by experiment and group, so the same group name in two experiments is
+  never summed, with or without a selection in the experiment selector.
+- Exposures, rates and means read the cohort data view, whose time field is `exposed_at`,
+  the consumer's first exposure (on exposure and outcome events alike): the time picker
+  selects consumers first exposed in the window, with all their outcomes. Over the
+  experiment's whole range that is /results; over a shorter window it is the rate among the
+  consumers first exposed in it, and a rate never exceeds 1.
+- Rates and means use the outcomes whose `metric_role` is "primary" (the experiment's own
+  metric, whatever its name); guardrails are a table of their own.
+- Panel queries are empty: filters sit on the columns, so the action annotations see only
+  the dashboard's filters.
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from lens_columns import (  # noqa: E402  (a sibling module, also run as a script)
+    LAYER, action_annotations, metric, over_time, ratio, table, top_values, xy,
+)
 
 OUTPUT = Path(__file__).with_name("ml_api.ndjson")
 REQUESTS, METRICS = "ml-api-requests", "ml-api-metrics"
+COHORTS = "ml-api-cohorts"  # the request events by the consumer's first exposure
 PARSE_FAILURES = "ml-api-parse-failures"  # lines Logstash could not read as JSON
 VERSION = "8.19.20"
-LAYER = "data"
-EXPOSED = "first_exposure : true"
-PREDICTIONS = 'event_type : "request" and endpoint : "/predict"'
-REQUEST_EVENTS = 'event_type : "request"'
+REQUEST = 'event_type : "request"'
+EXPOSED = REQUEST + " and first_exposure : true"
+PRIMARY = REQUEST + ' and metric_role : "primary"'
+GUARDRAIL_SLOTS = 3  # guardrails shown, by their place in the experiment's settings
+# Errors before an assignment have no group: this runtime field names them.
+GROUP_LABEL = {"group_label": {"type": "keyword", "script": {"source": (
+    "emit(doc['group'].size() == 0 ? 'no group yet' : doc['group'].value)")}}}
 
 
-def data_view(view_id: str) -> dict:
-    return {"type": "index-pattern", "id": view_id,
-            "attributes": {"title": f"{view_id}-*", "timeFieldName": "@timestamp",
-                           "name": view_id},
+def data_view(view_id: str, title: str, time_field: str = "@timestamp",
+              runtime: dict | None = None) -> dict:
+    attributes = {"title": title, "timeFieldName": time_field, "name": view_id}
+    if runtime:
+        attributes["runtimeFieldMap"] = json.dumps(runtime, sort_keys=True)
+    return {"type": "index-pattern", "id": view_id, "attributes": attributes,
             "references": [], "typeMigrationVersion": "8.0.0", "coreMigrationVersion": "8.8.0"}
 
 
-# --- Lens columns -------------------------------------------------------------------------
-
-def over_time() -> dict:
-    return {"label": "@timestamp", "dataType": "date", "operationType": "date_histogram",
-            "sourceField": "@timestamp", "isBucketed": True, "scale": "interval",
-            "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False}}
-
-
-def top_values(field: str, size: int = 10, missing: str | None = None) -> dict:
-    """Terms on `field`; `missing`: also a bucket for events without the field."""
-    return {"label": f"Top values of {field}", "dataType": "string", "operationType": "terms",
-            "sourceField": field, "isBucketed": True, "scale": "ordinal",
-            "params": {"size": size, "orderBy": {"type": "alphabetical", "fallback": False},
-                       "orderDirection": "asc", "otherBucket": False,
-                       "missingBucket": missing is not None, "parentFormat": {"id": "terms"}}}
-
-
-def metric(operation: str, label: str, field: str = "___records___", kql: str | None = None,
-           **params) -> dict:
-    column = {"label": label, "customLabel": True, "dataType": "number",
-              "operationType": operation, "sourceField": field, "isBucketed": False,
-              "scale": "ratio", "params": {"emptyAsNull": operation != "count", **params}}
-    if kql:
-        column["filter"] = {"query": kql, "language": "kuery"}
-    return column
-
-
-def ratio_of_running_sums(column_id: str, label: str, numerator: dict,
-                          denominator: dict) -> dict[str, dict]:
-    """A formula column, cumulative_sum(numerator) / cumulative_sum(denominator), with the
-    columns Lens keeps for it (its parts, their running sums and the division)."""
-    parts = {f"{column_id}X0": numerator, f"{column_id}X2": denominator}
-    columns = {}
-    for part_id, part in parts.items():
-        running_id = part_id[:-1] + str(int(part_id[-1]) + 1)
-        columns[part_id] = {**part, "label": f"Part of {label}", "customLabel": True}
-        columns[running_id] = {"label": f"Part of {label}", "customLabel": True,
-                               "dataType": "number", "operationType": "cumulative_sum",
-                               "isBucketed": False, "scale": "ratio", "references": [part_id]}
-    formula = (f"cumulative_sum({formula_text(numerator)}) / "
-               f"cumulative_sum({formula_text(denominator)})")
-    columns[f"{column_id}X4"] = {
-        "label": f"Part of {label}", "customLabel": True, "dataType": "number",
-        "operationType": "math", "isBucketed": False, "scale": "ratio",
-        "references": [f"{column_id}X1", f"{column_id}X3"],
-        "params": {"tinymathAst": {"type": "function", "name": "divide",
-                                   "args": [f"{column_id}X1", f"{column_id}X3"],
-                                   "location": {"min": 0, "max": len(formula)},
-                                   "text": formula}}}
-    columns[column_id] = {"label": label, "customLabel": True, "dataType": "number",
-                          "operationType": "formula", "isBucketed": False, "scale": "ratio",
-                          "references": [f"{column_id}X4"],
-                          "params": {"formula": formula, "isFormulaBroken": False}}
-    return columns
-
-
-def formula_text(column: dict) -> str:
-    field = "" if column["operationType"] == "count" else column["sourceField"]
-    kql = column.get("filter", {}).get("query")
-    args = ", ".join(part for part in (field, f"kql='{kql}'" if kql else "") if part)
-    return f"{column['operationType']}({args})"
-
-
-# --- Lens visualizations --------------------------------------------------------------------
-
-def lens(vis_id: str, title: str, visualization_type: str, columns: dict[str, dict],
-         visualization: dict, query: str, annotations: bool = False) -> dict:
-    """A Lens visualization of one data layer on the requests data view (and, with
-    `annotations`, the experiment actions as annotations on its time axis)."""
+def lens(vis_id: str, title: str, description: str, visualization_type: str,
+         columns: dict[str, dict], visualization: dict, view: str = COHORTS,
+         annotations: bool = False) -> dict:
+    """A Lens visualization of one data layer on `view` (and, with `annotations`, the
+    experiment actions on its time axis, from the requests data view). No panel query."""
     layer = {"columns": columns, "columnOrder": list(columns), "incompleteColumns": {}}
-    references = [{"type": "index-pattern", "id": REQUESTS,
+    references = [{"type": "index-pattern", "id": view,
                    "name": f"indexpattern-datasource-layer-{LAYER}"}]
     if annotations:
-        visualization["layers"].append({
-            "layerId": "actions", "layerType": "annotations", "ignoreGlobalFilters": False,
-            "annotations": [{
-                "type": "query", "id": "experiment-actions", "label": "Experiment actions",
-                "key": {"type": "point_in_time"}, "timeField": "@timestamp",
-                "filter": {"type": "kibana_query", "query": 'event_type : "action"',
-                           "language": "kuery"},
-                "extraFields": ["action", "actor", "reason"], "icon": "triangle",
-                "color": "#E7664C", "isHidden": False}]})
+        visualization["layers"].append(action_annotations("actions"))
         references.append({"type": "index-pattern", "id": REQUESTS,
                            "name": "xy-visualization-layer-actions"})
     state = {"datasourceStates": {"formBased": {"layers": {LAYER: layer}}},
-             "visualization": visualization, "query": {"query": query, "language": "kuery"},
+             "visualization": visualization, "query": {"query": "", "language": "kuery"},
              "filters": [], "internalReferences": [], "adHocDataViews": {}}
     return {"type": "lens", "id": vis_id, "references": references,
-            "attributes": {"title": title, "description": "", "visualizationType":
-                           visualization_type, "state": state},
+            "attributes": {"title": title, "description": description,
+                           "visualizationType": visualization_type, "state": state},
             "typeMigrationVersion": "8.9.0", "coreMigrationVersion": "8.8.0"}
 
 
-def xy(series: str, x: str, accessors: list[str], split: str) -> dict:
-    return {"legend": {"isVisible": True, "position": "right"}, "valueLabels": "hide",
-            "preferredSeriesType": series,
-            "layers": [{"layerId": LAYER, "layerType": "data", "seriesType": series,
-                        "xAccessor": x, "accessors": accessors, "splitAccessor": split}]}
+def exposed() -> dict:
+    return metric("count", "Exposed consumers", kql=EXPOSED)
 
 
-def table(rows: list[str], metrics: list[str]) -> dict:
-    return {"layerId": LAYER, "layerType": "data",
-            "columns": [{"columnId": c} for c in rows + metrics]}
+WINDOW = ("Time range = when consumers were first exposed: over the experiment's whole "
+          "range this equals /results; over a shorter one, it is among the consumers first "
+          "exposed in it.")
+
+
+def panels() -> list[dict]:
+    split = top_values("experiment", "group")
+    exposures = lens(
+        "ml-api-exposures", "Exposed consumers per experiment and group over time",
+        "Consumers first exposed, by the time of their first exposure; the experiment's "
+        "actions as annotations.", "lnsXY",
+        {"time": over_time("exposed_at"), "split": split, "exposed": exposed()},
+        xy("bar_stacked", "time", ["exposed"], "split"), annotations=True)
+    share = lens(
+        "ml-api-exposure-share", "Observed share of exposed consumers per group",
+        "Each experiment's exposed consumers split by group (compare with the weights "
+        "on /dashboard). " + WINDOW, "lnsXY",
+        {"experiment": top_values("experiment"), "group": top_values("group"),
+         "exposed": exposed()},
+        xy("bar_horizontal_percentage_stacked", "experiment", ["exposed"], "group"))
+    rate = lens(
+        "ml-api-conversion-rate", "Conversion rate per group (primary metric)",
+        "Converting consumers / exposed consumers, on the experiment's primary metric, "
+        "running over first-exposure time. " + WINDOW, "lnsXY",
+        {"time": over_time("exposed_at"), "split": split,
+         **ratio("rate", "Conversion rate",
+                 metric("sum", "Converting consumers", "conversion_change", kql=PRIMARY),
+                 exposed(), running=True)},
+        xy("line", "time", ["rate"], "split"), annotations=True)
+    mean = lens(
+        "ml-api-mean-metric", "Mean of the primary metric per exposed consumer",
+        "Sum of the primary metric's outcome values / exposed consumers, running over "
+        "first-exposure time. " + WINDOW, "lnsXY",
+        {"time": over_time("exposed_at"), "split": split,
+         **ratio("mean", "Mean per exposed consumer",
+                 metric("sum", "Outcome value", "value",
+                        kql=PRIMARY + " and not duplicate : true"),
+                 exposed(), running=True)},
+        xy("line", "time", ["mean"], "split"))
+    guardrails = {}
+    for slot in range(1, GUARDRAIL_SLOTS + 1):
+        guardrails.update(ratio(
+            f"guardrail{slot}", f"Guardrail {slot}: mean per exposed consumer",
+            metric("sum", f"Guardrail {slot} value", "value",
+                   kql=f'{REQUEST} and metric_role : "guardrail" and guardrail : {slot} '
+                       "and not duplicate : true"),
+            exposed(), running=False))
+    guard = lens(
+        "ml-api-guardrails", "Guardrail metrics: mean per exposed consumer",
+        "Guardrail N is the experiment's N-th guardrail (GET /experiments/<name>): its "
+        "outcome values / exposed consumers, as /results' guardrail harm compares them. "
+        + WINDOW, "lnsDatatable",
+        {"experiment": top_values("experiment"), "group": top_values("group"),
+         "exposed": exposed(), **guardrails},
+        table(["experiment", "group"], ["exposed"] + [
+            f"guardrail{s}" for s in range(1, GUARDRAIL_SLOTS + 1)]))
+    predictions = REQUEST + ' and endpoint : "/predict" and status < 400'
+    latency = lens(
+        "ml-api-latency", "Latency per group, model name and version (ms)",
+        "Whole-request latency percentiles of served predictions, by request time.",
+        "lnsDatatable",
+        {"experiment": top_values("experiment"), "group": top_values("group"),
+         "model": top_values("model_name"), "version": top_values("model_version"),
+         **{f"p{q}": metric("percentile", f"p{q}", "latency_ms", kql=predictions,
+                            percentile=q) for q in (50, 95, 99)}},
+        table(["experiment", "group", "model", "version"], ["p50", "p95", "p99"]),
+        view=REQUESTS)
+    errors = lens(
+        "ml-api-error-rate", "Error rate per group and endpoint",
+        "Requests and server errors (status >= 500), by request time; errors before an "
+        "assignment under \"no group yet\".", "lnsDatatable",
+        {"experiment": top_values("experiment"), "group": top_values("group_label"),
+         "endpoint": top_values("endpoint"),
+         "requests": metric("count", "Requests", kql=REQUEST),
+         "errors": metric("count", "Errors (status >= 500)", kql=REQUEST + " and status >= 500")},
+        table(["experiment", "group", "endpoint"], ["requests", "errors"]), view=REQUESTS)
+    codes = lens(
+        "ml-api-error-codes", "Top error codes per group",
+        "Requests answered with an error code, by request time; \"no group yet\" before "
+        "an assignment.", "lnsDatatable",
+        {"experiment": top_values("experiment"), "group": top_values("group_label"),
+         "code": top_values("error_code", size=10),
+         "count": metric("count", "Errors", kql=REQUEST + " and error_code : *")},
+        table(["experiment", "group", "code"], ["count"]), view=REQUESTS)
+    return [exposures, share, rate, mean, guard, latency, errors, codes]
 
 
 def objects() -> list[dict]:
-    exposed = lens(
-        "ml-api-exposures", "Exposed consumers per group over time", "lnsXY",
-        {"time": over_time(), "group": top_values("group"),
-         "exposed": metric("count", "Newly exposed consumers", kql=EXPOSED)},
-        xy("bar_stacked", "time", ["exposed"], "group"), PREDICTIONS, annotations=True)
-    share = lens(
-        "ml-api-exposure-share", "Observed share of exposed consumers per group", "lnsPie",
-        {"group": top_values("group"), "exposed": metric("count", "Exposed consumers",
-                                                         kql=EXPOSED)},
-        {"shape": "donut", "layers": [{"layerId": LAYER, "layerType": "data",
-                                       "primaryGroups": ["group"], "metrics": ["exposed"],
-                                       "numberDisplay": "percent", "categoryDisplay": "default",
-                                       "legendDisplay": "show"}]}, PREDICTIONS)
-    conversion = lens(
-        "ml-api-conversion-rate", "Conversion rate per group (converting / exposed consumers)",
-        "lnsXY",
-        {"time": over_time(), "group": top_values("group"),
-         **ratio_of_running_sums("rate", "Conversion rate",
-                                 metric("sum", "Converting consumers", "conversion_change"),
-                                 metric("count", "Exposed consumers", kql=EXPOSED))},
-        xy("line", "time", ["rate"], "group"),
-        REQUEST_EVENTS + f' and (metric : "conversion" or {EXPOSED})', annotations=True)
-    mean = lens(
-        "ml-api-mean-metric", "Mean outcome value per exposed consumer (mean experiments)",
-        "lnsXY",
-        {"time": over_time(), "group": top_values("group"),
-         **ratio_of_running_sums("mean", "Mean value per exposed consumer",
-                                 metric("sum", "Outcome value", "value",
-                                        kql="not duplicate : true"),
-                                 metric("count", "Exposed consumers", kql=EXPOSED))},
-        xy("line", "time", ["mean"], "group"), REQUEST_EVENTS)
-    latency = lens(
-        "ml-api-latency", "Latency per group, model name and version (ms)", "lnsDatatable",
-        {"group": top_values("group"), "model": top_values("model_name"),
-         "version": top_values("model_version"),
-         **{f"p{q}": metric("percentile", f"p{q}", "latency_ms", percentile=q)
-            for q in (50, 95, 99)}},
-        table(["group", "model", "version"], ["p50", "p95", "p99"]),
-        PREDICTIONS + " and status < 400")
-    errors = lens(
-        "ml-api-error-rate", "Error rate per group and endpoint", "lnsDatatable",
-        {"group": top_values("group", missing="no group yet"),
-         "endpoint": top_values("endpoint"),
-         "requests": metric("count", "Requests"),
-         "errors": metric("count", "Errors (status >= 500)", kql="status >= 500")},
-        table(["group", "endpoint"], ["requests", "errors"]), REQUEST_EVENTS)
-    codes = lens(
-        "ml-api-error-codes", "Top error codes per group", "lnsDatatable",
-        {"group": top_values("group", missing="no group yet"),
-         "code": top_values("error_code", size=10), "count": metric("count", "Errors")},
-        table(["group", "code"], ["count"]), REQUEST_EVENTS + " and error_code : *")
-    panels = [exposed, share, conversion, mean, latency, errors, codes]
+    shown = panels()
     search = {
         "type": "search", "id": "ml-api-errors",
         "attributes": {"title": "ml_api: errors", "description": "Every request that failed",
@@ -196,19 +172,23 @@ def objects() -> list[dict]:
                                    "model_name", "model_version"],
                        "sort": [["@timestamp", "desc"]],
                        "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({
-                           "query": {"query": REQUEST_EVENTS + " and error_code : *",
+                           "query": {"query": REQUEST + " and error_code : *",
                                      "language": "kuery"}, "filter": [],
                            "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"})}},
         "references": [{"name": "kibanaSavedObjectMeta.searchSourceJSON.index",
                         "type": "index-pattern", "id": REQUESTS}],
         "typeMigrationVersion": "8.0.0", "coreMigrationVersion": "8.8.0"}
-    return [data_view(REQUESTS), data_view(METRICS), data_view(PARSE_FAILURES), *panels,
-            search, dashboard(panels, search)]
+    views = [data_view(REQUESTS, f"{REQUESTS}-*", runtime=GROUP_LABEL),
+             data_view(COHORTS, f"{REQUESTS}-*", time_field="exposed_at"),
+             data_view(METRICS, f"{METRICS}-*"),
+             data_view(PARSE_FAILURES, f"{PARSE_FAILURES}-*")]
+    return [*views, *shown, search, dashboard(shown, search)]
 
 
 def dashboard(panels: list[dict], search: dict) -> dict:
     layout = [(0, 0, 32, 14), (32, 0, 16, 14), (0, 14, 24, 14), (24, 14, 24, 14),
-              (0, 28, 24, 12), (24, 28, 24, 12), (0, 40, 24, 12), (24, 40, 24, 12)]
+              (0, 28, 24, 12), (24, 28, 24, 12), (0, 40, 24, 12), (24, 40, 24, 12),
+              (0, 52, 48, 12)]
     shown = [*panels, search]
     panels_json = [{"type": p["type"], "panelIndex": str(i), "panelRefName": f"panel_{i}",
                     "gridData": {"x": x, "y": y, "w": w, "h": h, "i": str(i)},
@@ -222,8 +202,9 @@ def dashboard(panels: list[dict], search: dict) -> dict:
         "type": "dashboard", "id": "ml-api-overview",
         "attributes": {
             "title": "ml_api: A/B experiment",
-            "description": "Pick an experiment: exposures, conversion, latency and errors "
-                           "per group, with the experiment's actions as annotations",
+            "description": "Pick one experiment (or open it from /dashboard): exposures, "
+                           "conversion, means, guardrails, latency and errors per group, "
+                           "with the experiment's actions as annotations",
             "panelsJSON": json.dumps(panels_json),
             "controlGroupInput": {
                 "controlStyle": "oneLine", "chainingSystem": "HIERARCHICAL",

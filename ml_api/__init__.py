@@ -26,10 +26,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["ml_api"] = services
     app.register_blueprint(create_api(services))
     app.register_blueprint(create_admin(services.admin, settings.admin_token,
-                                        settings.max_body_bytes))
+                                        settings.max_body_bytes, settings.kibana_url))
     app.register_blueprint(create_dashboard(services.store, services.admin, services.traffic,
                                             public=settings.dashboard_is_public,
-                                            admin_token=settings.admin_token))
+                                            admin_token=settings.admin_token,
+                                            kibana_url=settings.kibana_url))
     register_error_handlers(app)
     register_observability(app, services.request_events)
     return app

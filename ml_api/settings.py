@@ -37,6 +37,7 @@ class Settings:
     log_uid_salt: str = "ml_api"
     log_queue_max: int = 10_000
     dashboard_public: bool | None = None  # None: public only in development
+    kibana_url: str = ""  # Kibana as analysts' browsers reach it: results link to it
     var_dir: Path = DEFAULT_VAR_DIR
     spool_path: Path = DEFAULT_VAR_DIR / "spool.sqlite3"
     spool_orphan_horizon_seconds: float = 86400.0
@@ -82,6 +83,7 @@ class Settings:
             log_queue_max=int(env.get("LOG_QUEUE_MAX", base.log_queue_max)),
             dashboard_public=(None if not env.get("DASHBOARD_PUBLIC", "").strip() else
                               env["DASHBOARD_PUBLIC"].strip().lower() in ("1", "true", "yes")),
+            kibana_url=env.get("KIBANA_URL", "").strip(),
             var_dir=var_dir,
             spool_path=Path(env.get("SPOOL_PATH") or var_dir / "spool.sqlite3"),
             spool_orphan_horizon_seconds=float(env.get(

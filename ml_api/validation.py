@@ -1,5 +1,5 @@
 """Every check of a client's input to /predict and /feedback, and the checks of numbers and
-names that experiment specs (spec_validation.py) share. Pure: no I/O."""
+names that experiment specs (experiments/specs.py) share. Pure: no I/O."""
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ml_api.assignment.caches import AssignmentCache, InProcessAssignmentCache, RedisAssignmentCache
 from ml_api.assignment.sticky import StickyAssigner
 from ml_api.assignment.write_ahead import WriteAhead
+from ml_api.domain.experiments import RUNNING, Variant
 from ml_api.errors import BackendUnavailable, SchemaNotInitialised, StorageUnavailable
 from ml_api.experiments.admin import ExperimentAdmin
 from ml_api.experiments.catalog import ExperimentCatalog, live_experiments
@@ -14,7 +15,6 @@ from ml_api.experiments.change_signal import ChangeSignal, RelayedSignal
 from ml_api.experiments.shadow import ShadowRunner
 from ml_api.experiments.supervisor import ExperimentSupervisor
 from ml_api.experiments.traffic import TrafficRecorder
-from ml_api.experiments.values import RUNNING, Variant
 from ml_api.records.ahead_log import AheadLog
 from ml_api.records.dead_letters import DeadLetters
 from ml_api.records.engine import make_engine, schema_is_current, upgrade_schema, utcnow

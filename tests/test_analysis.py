@@ -1,7 +1,7 @@
 """The decision rule on synthetic counters (pure: no database)."""
 import pytest
 
-from ml_api.experiments.values import Experiment, Variant
+from ml_api.domain.experiments import Experiment, Variant
 from ml_api.stats.results import MetricSums, experiment_results
 
 

@@ -5,7 +5,14 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from ml_api.assignment.hashing import BUCKETS, assign, bucket, bucket_bounds, choose_variant
+from ml_api.assignment.hashing import (
+    BUCKETS,
+    assign,
+    bucket,
+    bucket_bounds,
+    cached_bounds,
+    choose_variant,
+)
 
 GOLDEN = json.loads((Path(__file__).parent / "golden_assignment.json").read_text())
 
@@ -18,6 +25,7 @@ def test_bucket_matches_golden_vector(case):
 @pytest.mark.parametrize("case", GOLDEN["bounds"], ids=lambda c: str(c["weights"]))
 def test_bucket_bounds_match_golden_vector(case):
     assert bucket_bounds(case["weights"]) == case["bounds"]
+    assert cached_bounds(tuple(case["weights"])) == tuple(case["bounds"])
 
 
 @pytest.mark.parametrize("case", GOLDEN["assignments"], ids=lambda c: c["uid"])

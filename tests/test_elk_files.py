@@ -14,6 +14,7 @@ import yaml
 from ml_api import create_app
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import FEATURES, ROOT
+from tests.telemetry_capture import capture_events
 
 KIBANA = ROOT / "kibana"
 LOGSTASH = ROOT / "logstash"
@@ -22,6 +23,8 @@ TEMPLATES = {p.name: json.loads(p.read_text()) for p in (LOGSTASH / "templates")
 OBJECTS = [json.loads(line) for line in (KIBANA / "ml_api.ndjson").read_text().splitlines()]
 BY_ID = {(o["type"], o["id"]): o for o in OBJECTS}
 DATA_VIEWS = {o["id"]: o["attributes"]["title"] for o in OBJECTS if o["type"] == "index-pattern"}
+RUNTIME = {o["attributes"]["title"]: set(json.loads(o["attributes"]["runtimeFieldMap"]))
+           for o in OBJECTS if "runtimeFieldMap" in o.get("attributes", {})}
 
 
 def template_for(index: str) -> dict:
@@ -90,6 +93,7 @@ def lens_fields(vis: dict) -> dict[str, set[str]]:
         for column in layer["columns"].values():
             if column.get("sourceField") not in (None, "___records___"):
                 fields.add(column["sourceField"])
+            fields.update(column.get("params", {}).get("secondaryFields", []))
             fields |= kql_fields(column.get("filter", {}).get("query", ""))
             for reference in column.get("references", []):  # formula parts are columns
                 assert reference in layer["columns"], reference
@@ -126,7 +130,7 @@ def test_every_reference_resolves():
 
 def test_every_panel_uses_mapped_fields_of_an_existing_data_view():
     panels = dashboard_panels()
-    assert len(panels) == 8
+    assert len(panels) == 9
     for vis in panels:
         if vis["type"] == "search":
             search = json.loads(vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
@@ -136,30 +140,35 @@ def test_every_panel_uses_mapped_fields_of_an_existing_data_view():
         else:
             used = lens_fields(vis)
         for title, fields in used.items():
-            unmapped = fields - mapped(template_for(title.replace("*", "2026.11.22")))
+            unmapped = (fields - mapped(template_for(title.replace("*", "2026.11.22")))
+                        - RUNTIME.get(title, set()))
             assert not unmapped, f"{vis['id']} uses unmapped fields {unmapped}"
 
 
-def test_every_panel_is_split_by_group_under_an_experiment_selector():
+def test_every_panel_is_split_by_experiment_and_group_under_an_experiment_selector():
+    """Same-named groups of two experiments are never summed, selection or not (the meaning
+    test checks the numbers; this checks every panel's buckets)."""
     dashboard = BY_ID[("dashboard", "ml-api-overview")]
     controls = json.loads(dashboard["attributes"]["controlGroupInput"]["panelsJSON"])
-    selector = {c["explicitInput"]["fieldName"]: name for name, c in controls.items()}
-    assert "experiment" in selector
+    selector = {c["explicitInput"]["fieldName"]: c for c in controls.values()}
+    assert selector["experiment"]["explicitInput"]["singleSelect"] is True
+    control_id = selector["experiment"]["explicitInput"]["id"]
     control_view = next(r["id"] for r in dashboard["references"]
-                        if r["name"] == f"controlGroup_{selector['experiment']}:"
-                                        "optionsListDataView")
+                        if r["name"] == f"controlGroup_{control_id}:optionsListDataView")
     for vis in dashboard_panels():
         if vis["type"] == "search":
             assert "group" in vis["attributes"]["columns"]
-            views = {r["id"] for r in vis["references"]}
         else:
             layers = vis["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]
             for layer in layers.values():
-                splits = [c for c in layer["columns"].values()
-                          if c["operationType"] == "terms" and c["isBucketed"]]
-                assert any(c["sourceField"] == "group" for c in splits), vis["id"]
-            views = {r["id"] for r in vis["references"]}
-        assert views == {control_view}, vis["id"]  # the selector filters every panel
+                split = set()
+                for c in layer["columns"].values():
+                    if c["operationType"] == "terms" and c["isBucketed"]:
+                        split |= {c["sourceField"], *c["params"].get("secondaryFields", [])}
+                assert "experiment" in split and split & {"group", "group_label"}, vis["id"]
+            assert vis["attributes"]["state"]["query"]["query"] == ""  # filters per column
+        titles = {DATA_VIEWS[r["id"]] for r in vis["references"]}
+        assert titles == {DATA_VIEWS[control_view]}, vis["id"]  # the selector filters all
 
 
 def test_only_lens_panels_remain():
@@ -175,26 +184,19 @@ def emitted(embedded_settings):
     """The events the service really emits for a prediction, a feedback, an error, metrics."""
     app = create_app(embedded_settings)
     events = app.extensions["ml_api"].request_events
-    sent = []
-
-    class Collect:  # stands where the Logstash transport would
-        def send(self, lines, use_logging=False):
-            sent.extend(json.loads(line) for line in lines)
-
-    events.shipper.transport = Collect()
     client = app.test_client()
-    client.post("/predict", json={"uid": "u", "features": FEATURES})
-    client.post("/feedback", json={"uid": "u", "event_id": "e1"})
-    answer = client.post("/predict", json={"uid": "u", "features": FEATURES}).get_json()
-    client.post("/feedback", json={"request_id": answer["request_id"], "label": 1,
-                                   "label_token": answer["label_token"]})
-    client.post("/predict", json={"uid": "u", "features": [1]})
-    token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    assert client.post("/experiments/demo/promote", json={"variant": "control"},
-                       headers=token).status_code == 200
-    assert events.shipper.flush()  # the requests' events (and their latency window)
-    events.emit_latency_summary()
-    assert events.shipper.flush()
+    with capture_events(app) as sent:
+        client.post("/predict", json={"uid": "u", "features": FEATURES})
+        client.post("/feedback", json={"uid": "u", "event_id": "e1"})
+        answer = client.post("/predict", json={"uid": "u", "features": FEATURES}).get_json()
+        client.post("/feedback", json={"request_id": answer["request_id"], "label": 1,
+                                       "label_token": answer["label_token"]})
+        client.post("/predict", json={"uid": "u", "features": [1]})
+        token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert client.post("/experiments/demo/promote", json={"variant": "control"},
+                           headers=token).status_code == 200
+        assert events.shipper.flush()  # the requests' events (and their latency window)
+        events.emit_latency_summary()
     return sent
 
 
@@ -211,6 +213,7 @@ class FakeKibana(http.server.BaseHTTPRequestHandler):
     """Kibana's two endpoints that setup.sh uses, answering as Kibana 8 documents them, and
     Elasticsearch's ILM policy endpoint."""
     status_calls = 0
+    put_calls = 0
     imports: list[dict] = []
     policies: list[dict] = []
 
@@ -221,6 +224,11 @@ class FakeKibana(http.server.BaseHTTPRequestHandler):
 
     def do_PUT(self):  # Elasticsearch's ILM policy API, on the same fake server
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).put_calls += 1
+        if self.put_calls == 1:  # Elasticsearch still booting: setup.sh tries again
+            self.send_response(503)
+            self.end_headers()
+            return
         type(self).policies.append({"path": self.path, "body": json.loads(body)})
         self.send_response(200)
         self.end_headers()
@@ -241,7 +249,7 @@ class FakeKibana(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-def test_setup_script_waits_for_kibana_then_imports_idempotently():
+def test_setup_script_waits_for_elasticsearch_and_kibana_then_imports_idempotently():
     server = http.server.HTTPServer(("127.0.0.1", 0), FakeKibana)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
@@ -256,7 +264,7 @@ def test_setup_script_waits_for_kibana_then_imports_idempotently():
             assert result.returncode == 0, result.stderr
     finally:
         server.shutdown()
-    assert FakeKibana.status_calls >= 3
+    assert FakeKibana.status_calls >= 3 and FakeKibana.put_calls == 3
     imports = [c for c in FakeKibana.imports if c["path"].startswith("/api/saved_objects")]
     defaults = [c for c in FakeKibana.imports if c["path"] == "/api/data_views/default"]
     assert len(imports) == 2 and len(defaults) == 2
@@ -302,18 +310,48 @@ def test_feedback_events_say_how_the_uids_conversion_changed(embedded_settings):
     """Converting uids per group are the running sum of conversion_change: +1 when a uid's
     total becomes positive, -1 when a refund brings it back to 0."""
     app = create_app(embedded_settings)
-    events = app.extensions["ml_api"].request_events
-    sent = []
-
-    class Collect:
-        def send(self, lines, use_logging=False):
-            sent.extend(json.loads(line) for line in lines)
-
-    events.shipper.transport = Collect()
     client = app.test_client()
-    client.post("/predict", json={"uid": "buyer", "features": FEATURES})
-    for value in (5, 3, -8, 0):
-        assert client.post("/feedback", json={"uid": "buyer", "value": value}).status_code == 202
-    assert events.shipper.flush()
+    with capture_events(app) as sent:
+        client.post("/predict", json={"uid": "buyer", "features": FEATURES})
+        for value in (5, 3, -8, 0):
+            assert client.post("/feedback", json={"uid": "buyer", "value": value}
+                               ).status_code == 202
     feedback = [e for e in sent if e.get("endpoint") == "/feedback"]
     assert [e["conversion_change"] for e in feedback] == [1, 0, -1, 0]
+
+
+def test_a_slow_first_kibana_boot_still_gets_its_saved_objects():
+    """Failed health checks during Kibana's first boot do not count (start_period), and the
+    setup is started with Kibana and started again until it succeeds."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    health = compose["services"]["kibana"]["healthcheck"]
+    assert health["start_period"] == "10m"
+    setup = compose["services"]["kibana-setup"]
+    assert setup["restart"] == "on-failure"
+    assert setup["depends_on"]["kibana"]["condition"] == "service_started"
+
+
+def test_logstash_settings_avoid_its_deprecation_warnings():
+    settings = yaml.safe_load((LOGSTASH / "config" / "logstash.yml").read_text())
+    assert "http.host" not in settings and settings["api.http.host"] == "0.0.0.0"
+    tcp = re.search(r"tcp \{(.*?)\n  \}", PIPELINE, re.S).group(1)
+    assert re.search(r"codec => json_lines \{ decode_size_limit_bytes => \d+ \}", tcp)
+
+
+def test_outcome_events_carry_the_exposure_time_and_the_metrics_role(embedded_settings):
+    """Kibana counts rates by cohort and on the experiment's own metric: an outcome event
+    says when its consumer was first exposed, and whether its metric is the primary one."""
+    app = create_app(embedded_settings)
+    client = app.test_client()
+    with capture_events(app) as sent:
+        client.post("/predict", json={"uid": "buyer", "features": FEATURES})
+        client.post("/predict", json={"uid": "buyer", "features": FEATURES})
+        for metric in ("conversion", "clicks"):
+            assert client.post("/feedback", json={"uid": "buyer", "metric": metric,
+                                                  "value": 1}).status_code == 202
+    first, again, primary, other = [e for e in sent if e.get("event_type") == "request"]
+    assert first["first_exposure"] is True and first["exposed_at"] == first["@timestamp"]
+    assert "exposed_at" not in again
+    assert (primary["metric_role"], other["metric_role"]) == ("primary", "other")
+    # The database's exposure time: written while the first request was being answered.
+    assert primary["exposed_at"] == other["exposed_at"] <= first["@timestamp"]

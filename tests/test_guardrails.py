@@ -5,8 +5,8 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
+from ml_api.domain.experiments import Experiment, Variant
 from ml_api.errors import InvalidExperiment
-from ml_api.experiments.values import Experiment, Variant
 from ml_api.stats import inference as st
 from ml_api.stats.guardrails import guardrail_checks
 from ml_api.stats.results import MetricSums

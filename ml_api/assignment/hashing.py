@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
+from functools import lru_cache
 from typing import Sequence
 
 BUCKETS = 10_000
@@ -40,6 +41,12 @@ def bucket_bounds(weights: Sequence[float]) -> list[int]:
         running += size
         bounds.append(running)
     return bounds
+
+
+@lru_cache(maxsize=1024)
+def cached_bounds(weights: tuple[float, ...]) -> tuple[int, ...]:
+    """bucket_bounds remembered per weights: an experiment's new uids reuse its split."""
+    return tuple(bucket_bounds(weights))
 
 
 def choose_variant(bucket_index: int, bounds: Sequence[int]) -> int:

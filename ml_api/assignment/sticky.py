@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 
 from ml_api.assignment.caches import AssignmentCache, InProcessAssignmentCache
-from ml_api.assignment.hashing import bucket, choose_variant
+from ml_api.assignment.hashing import bucket, cached_bounds, choose_variant
 from ml_api.assignment.write_ahead import WriteAhead
+from ml_api.domain.experiments import Experiment
 from ml_api.errors import AssignmentUnconfirmed, CacheUnavailable, StorageUnavailable
-from ml_api.experiments.values import Experiment
 from ml_api.records.exposures import ExposureStore
 from ml_api.records.spool import Spool
 from ml_api.telemetry import prometheus
@@ -43,7 +43,7 @@ _MEMORY_HIT, _MEMORY_MISS, _REDIS_HIT, _REDIS_MISS = (
 def _hashed_group(experiment: Experiment, uid: str) -> str:
     """The group the hash gives this uid under the experiment's current weights."""
     return experiment.variants[choose_variant(bucket(experiment.salt, uid),
-                                              experiment.bounds)].name
+                                              cached_bounds(experiment.weights))].name
 
 
 class StickyAssigner:

@@ -20,8 +20,8 @@ import threading
 import time
 
 from ml_api.assignment.caches import AssignmentCache
+from ml_api.domain.experiments import Experiment
 from ml_api.errors import StorageUnavailable
-from ml_api.experiments.values import Experiment
 from ml_api.records.ahead_log import AheadLog
 from ml_api.records.exposures import ExposureStore
 from ml_api.records.new_exposures import NewExposure

@@ -7,15 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ml_api.errors import (
-    DuplicateExperiment,
-    IllegalTransition,
-    InvalidExperiment,
-    UnknownExperiment,
-)
-from ml_api.experiments.catalog import ExperimentCatalog
-from ml_api.experiments.reading import ResultsReader
-from ml_api.experiments.values import (
+from ml_api.domain.experiments import (
     DEFAULT_SETTINGS,
     DRAFT,
     PAUSED,
@@ -24,15 +16,16 @@ from ml_api.experiments.values import (
     Experiment,
     Variant,
 )
-from ml_api.records.engine import utcnow
-from ml_api.records.experiment_store import ExperimentStore
-from ml_api.records.exposures import ExposureStore
-from ml_api.records.labels import LabelStore
-from ml_api.records.looks import LookStore
-from ml_api.records.shadow import ShadowStore
-from ml_api.records.snapshots import SnapshotStore
-from ml_api.serving.registry import ModelRegistry
-from ml_api.spec_validation import (
+from ml_api.domain.models import Models
+from ml_api.errors import (
+    DuplicateExperiment,
+    IllegalTransition,
+    InvalidExperiment,
+    UnknownExperiment,
+)
+from ml_api.experiments.catalog import ExperimentCatalog
+from ml_api.experiments.reading import ResultsReader
+from ml_api.experiments.specs import (
     PATCH_KEYS,
     parse_experiment_spec,
     parse_weights,
@@ -40,6 +33,13 @@ from ml_api.spec_validation import (
     validate_canary,
     validate_settings,
 )
+from ml_api.records.engine import utcnow
+from ml_api.records.experiment_store import ExperimentStore
+from ml_api.records.exposures import ExposureStore
+from ml_api.records.labels import LabelStore
+from ml_api.records.looks import LookStore
+from ml_api.records.shadow import ShadowStore
+from ml_api.records.snapshots import SnapshotStore
 
 # action -> (statuses it may start from, status it leads to)
 TRANSITIONS = {
@@ -54,7 +54,7 @@ class ExperimentAdmin:
     stop, promote, read results and the audit log."""
 
     def __init__(self, store: ExperimentStore, exposures: ExposureStore,
-                 shadow_records: ShadowStore, registry: ModelRegistry,
+                 shadow_records: ShadowStore, registry: Models,
                  catalog: ExperimentCatalog, on_action: Callable[..., None] | None = None,
                  snapshots: SnapshotStore | None = None, labels: LabelStore | None = None,
                  looks: LookStore | None = None):

@@ -6,10 +6,10 @@ import threading
 import time
 from typing import Callable
 
+from ml_api.domain.experiments import Experiment
 from ml_api.errors import BackendUnavailable, UnknownExperiment
 from ml_api.experiments.change_signal import ChangeSignal, LocalSignal, RelayedSignal
 from ml_api.experiments.strategies import BANDITS, with_live_weights
-from ml_api.experiments.values import Experiment
 from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from ml_api.domain.experiments import Experiment
 from ml_api.experiments.strategies import with_live_weights
-from ml_api.experiments.values import Experiment
 from ml_api.records.exposures import ExposureStore
 from ml_api.records.labels import LabelStore
 from ml_api.records.looks import LookStore

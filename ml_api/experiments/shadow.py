@@ -7,10 +7,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ml_api.domain.experiments import Experiment
+from ml_api.domain.models import Models
 from ml_api.errors import BackendUnavailable
-from ml_api.experiments.values import Experiment
 from ml_api.records.shadow import ShadowStore
-from ml_api.serving.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ class ShadowRunner:
     """One background thread per process; a bounded queue that drops (and counts) work rather
     than let a slow shadow model or database grow memory or slow the primary answer."""
 
-    def __init__(self, registry: ModelRegistry, store: ShadowStore, max_pending: int = 1000):
+    def __init__(self, registry: Models, store: ShadowStore, max_pending: int = 1000):
         self._registry = registry
         self._store = store
         self._slots = threading.BoundedSemaphore(max_pending)

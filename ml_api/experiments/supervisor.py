@@ -20,11 +20,11 @@ import threading
 from datetime import datetime, timedelta
 from typing import Callable
 
+from ml_api.domain.experiments import Experiment
 from ml_api.errors import BackendUnavailable, Conflict
 from ml_api.experiments.admin import ExperimentAdmin
 from ml_api.experiments.canary import NO_TRAFFIC, next_action
 from ml_api.experiments.traffic import TrafficRecorder
-from ml_api.experiments.values import Experiment
 from ml_api.records.engine import utcnow
 from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore

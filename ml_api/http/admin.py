@@ -11,6 +11,7 @@ from flask import Blueprint, Response, request
 from ml_api.errors import Unauthorized
 from ml_api.experiments.admin import ExperimentAdmin
 from ml_api.http.jsonio import json_response, read_json_body
+from ml_api.http.kibana_link import kibana_dashboard_url
 
 
 def check_admin_token(token: str, browser: bool = False) -> None:
@@ -40,8 +41,10 @@ def _actor() -> str:
     return actor[:128] if actor and actor.isprintable() else "admin"
 
 
-def create_admin(experiments: ExperimentAdmin, token: str, body_limit: int) -> Blueprint:
-    """The admin endpoints, bound to one app's ExperimentAdmin and token."""
+def create_admin(experiments: ExperimentAdmin, token: str, body_limit: int,
+                 kibana_url: str = "") -> Blueprint:
+    """The admin endpoints, bound to one app's ExperimentAdmin and token; results link to
+    the Kibana dashboard at `kibana_url` when it is set."""
     admin = Blueprint("admin", __name__)
 
     def body():
@@ -77,7 +80,11 @@ def create_admin(experiments: ExperimentAdmin, token: str, body_limit: int) -> B
 
     @admin.get("/experiments/<name>/results")
     def results(name: str) -> Response:
-        return json_response(experiments.results(name))
+        body = experiments.results(name)
+        if kibana_url:
+            body["kibana_url"] = kibana_dashboard_url(kibana_url, name,
+                                                      experiments.get(name)["started_at"])
+        return json_response(body)
 
     @admin.get("/experiments/<name>/audit")
     def audit(name: str) -> Response:

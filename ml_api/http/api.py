@@ -9,7 +9,7 @@ from flask import Blueprint, Response, request
 
 from ml_api.http.jsonio import json_response, read_json_body
 from ml_api.http.observability import event_fields, log_fields
-from ml_api.telemetry.request_log import round_ms
+from ml_api.telemetry.request_log import naive_utc_timestamp, round_ms
 from ml_api.validation import LabelRequest, parse_feedback, parse_predict_request
 
 if TYPE_CHECKING:
@@ -54,8 +54,11 @@ def create_api(services: Services) -> Blueprint:
             log_fields(uid=feedback_request.uid, experiment=feedback_request.experiment,
                        metric=feedback_request.metric, value=feedback_request.value)
             experiment, receipt = services.outcomes.record(feedback_request)
+        if not labelled:
+            log_fields(**services.outcomes.metric_role(experiment, feedback_request.metric))
         log_fields(experiment=experiment, group=receipt.variant, duplicate=receipt.duplicate,
-                   conversion_change=None if receipt.queued or labelled else receipt.converting)
+                   conversion_change=None if receipt.queued or labelled else receipt.converting,
+                   exposed_at=naive_utc_timestamp(receipt.exposed_at))
         status = ("queued" if receipt.queued else "duplicate" if receipt.duplicate
                   else "accepted")
         return json_response({"status": status, "experiment": experiment,

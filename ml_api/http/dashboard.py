@@ -11,6 +11,7 @@ from markupsafe import Markup
 from ml_api.experiments.admin import ExperimentAdmin
 from ml_api.experiments.traffic import TrafficRecorder, percentile_upper_bound
 from ml_api.http.admin import check_admin_token
+from ml_api.http.kibana_link import kibana_dashboard_url
 from ml_api.records.engine import utcnow
 from ml_api.records.experiment_store import ExperimentStore
 
@@ -28,19 +29,23 @@ def latency_by_variant(traffic: TrafficRecorder, experiment_id: int,
 
 
 def dashboard_data(store: ExperimentStore, admin: ExperimentAdmin,
-                   traffic: TrafficRecorder) -> list[dict]:
-    """Each experiment's results, with its recent latency per variant, sorted by name."""
+                   traffic: TrafficRecorder, kibana_url: str = "") -> list[dict]:
+    """Each experiment's results, with its recent latency per variant and its Kibana link,
+    sorted by name."""
     pages = []
     for experiment in sorted(store.load_experiments(), key=lambda e: e.name):
         results = admin.results(experiment.name)
         results["latency"] = latency_by_variant(traffic, experiment.id)
         results["history"] = admin.history(experiment.name)
+        since = experiment.started_at
+        results["kibana_url"] = kibana_dashboard_url(
+            kibana_url, experiment.name, since.isoformat() if since else None)
         pages.append(results)
     return pages
 
 
 def create_dashboard(store: ExperimentStore, admin: ExperimentAdmin, traffic: TrafficRecorder,
-                     *, public: bool, admin_token: str) -> Blueprint:
+                     *, public: bool, admin_token: str, kibana_url: str = "") -> Blueprint:
     """The results page; behind the admin token unless `public`."""
     dashboard = Blueprint("dashboard", __name__, template_folder="templates")
 
@@ -49,7 +54,7 @@ def create_dashboard(store: ExperimentStore, admin: ExperimentAdmin, traffic: Tr
         if not public:
             check_admin_token(admin_token, browser=True)
         traffic.flush(utcnow())  # include this worker's latest requests
-        data = orjson.dumps(dashboard_data(store, admin, traffic),
+        data = orjson.dumps(dashboard_data(store, admin, traffic, kibana_url),
                             option=orjson.OPT_SERIALIZE_NUMPY)
         # Embedded as JSON in a <script> element: "</" must not close it early.
         return render_template("dashboard.html",

@@ -7,13 +7,13 @@ from typing import Iterable
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Engine
 
+from ml_api.domain.experiments import RUNNING
+from ml_api.domain.experiments import Experiment as ExperimentValue
+from ml_api.domain.experiments import Variant as VariantValue
+from ml_api.domain.models import ModelSpec
 from ml_api.errors import ConcurrentChange
-from ml_api.experiments.values import RUNNING
-from ml_api.experiments.values import Experiment as ExperimentValue
-from ml_api.experiments.values import Variant as VariantValue
 from ml_api.records.engine import SHARDS, translated, utcnow
 from ml_api.records.schema import AuditEntry, Experiment, ModelVersion, Variant, VariantCounter
-from ml_api.serving.registry import ModelSpec
 
 
 class ExperimentStore:

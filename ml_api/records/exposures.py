@@ -10,6 +10,7 @@ The statements they run are built once, in statements.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection, Engine
@@ -42,6 +43,7 @@ class OutcomeReceipt:
     duplicate: bool
     queued: bool = False  # spooled locally while the database is down
     converting: int = 0  # the change in the uid's conversion: +1, 0, or -1 (a refund)
+    exposed_at: datetime | None = None  # when the uid was first exposed (UTC, naive)
 
 
 class ExposureStore:
@@ -152,7 +154,7 @@ class ExposureStore:
                                                 "p_uid": uid}).first()
         if exposure is None:
             raise UnknownAssignment(f"uid {uid!r} was never assigned in this experiment")
-        variant, covariate = exposure
+        variant, covariate, exposed_at = exposure
         conn.execute(INSERT_OUTCOME, {
             "experiment_id": experiment_id, "uid": uid, "variant": variant, "metric": metric,
             "value": value, "event_id": event_id, "created_at": utcnow()})
@@ -170,7 +172,8 @@ class ExposureStore:
         self._add_metric(conn, experiment_id, variant, metric, shard_of(uid), MetricSums(
             users=converting, events=1, total=value, total_sq=new * new - previous * previous),
             covariate=covariate, value=value, converting=converting)
-        return OutcomeReceipt(variant, duplicate=False, converting=converting)
+        return OutcomeReceipt(variant, duplicate=False, converting=converting,
+                              exposed_at=exposed_at)
 
     @staticmethod
     def _add_metric(conn: Connection, experiment_id: int, variant: str, metric: str,

@@ -17,7 +17,8 @@ _variant_metrics = VariantMetric.__table__
 
 # Bound parameters are named p_*: SQLAlchemy keeps columns' own names for its SET and VALUES.
 INSERT_EXPOSURE = insert(_exposures)
-FIND_EXPOSURE = select(_exposures.c.variant, _exposures.c.covariate).where(
+FIND_EXPOSURE = select(_exposures.c.variant, _exposures.c.covariate,
+                       _exposures.c.first_seen).where(
     _exposures.c.experiment_id == bindparam("p_experiment"),
     _exposures.c.uid == bindparam("p_uid"))
 FIND_EXPOSURES = select(_exposures.c.uid, _exposures.c.variant).where(

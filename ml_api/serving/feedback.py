@@ -63,6 +63,18 @@ class OutcomeService:
             receipt = OutcomeReceipt(group, duplicate=False, queued=True)
         return experiment.name, receipt
 
+    def metric_role(self, experiment_name: str, metric: str) -> dict:
+        """What `metric` is to the experiment, for the outcome's event: `metric_role`
+        ("primary", "guardrail" or "other") and, for a guardrail, its 1-based place among
+        the experiment's guardrails (`guardrail`), so dashboards need no metric names."""
+        experiment = self._catalog.get(experiment_name)
+        if metric == experiment.metric:
+            return {"metric_role": "primary"}
+        guarded = [g["metric"] for g in experiment.setting("guardrails") or []]
+        if metric in guarded:
+            return {"metric_role": "guardrail", "guardrail": guarded.index(metric) + 1}
+        return {"metric_role": "other"}
+
     def _record_outcome(self, experiment_id: int, request: FeedbackRequest) -> OutcomeReceipt:
         return self._exposures.record_outcome(experiment_id, request.uid, request.metric,
                                               request.value, request.event_id)

@@ -10,7 +10,6 @@ import hmac
 import io
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -19,33 +18,11 @@ import joblib
 import numpy as np
 import sklearn
 
+from ml_api.domain.models import ModelSpec
 from ml_api.errors import ModelIntegrityError
 from ml_api.serving.fast_proba import fast_proba
 
 MANIFEST_NAME = "manifest.json"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A manifest entry: the artifact's name, version, path, sha256 and feature names."""
-
-    name: str
-    version: str
-    path: str
-    sha256: str
-    feature_names: tuple[str, ...]
-    trained_at: str = ""
-    metrics: dict = field(default_factory=dict)
-    description: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["feature_names"] = list(self.feature_names)
-        return data
 
 
 def sha256_of(data: bytes) -> str:

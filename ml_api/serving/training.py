@@ -18,7 +18,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ml_api.serving.registry import MANIFEST_NAME, ModelSpec, read_manifest, register_model
+from ml_api.domain.models import ModelSpec
+from ml_api.serving.registry import MANIFEST_NAME, read_manifest, register_model
 
 CONTROL_KEY = "logreg@1"
 VARIATION_KEY = "gboost@1"

@@ -9,7 +9,7 @@ Pure: no I/O.
 """
 from __future__ import annotations
 
-from ml_api.experiments.values import Experiment
+from ml_api.domain.experiments import Experiment
 
 SRM_THRESHOLD = 0.001
 TESTS = {"sequential": "sequential test", "cuped": "CUPED-adjusted sequential test"}

@@ -10,7 +10,7 @@ Pure: no I/O.
 """
 from __future__ import annotations
 
-from ml_api.experiments.values import Experiment
+from ml_api.domain.experiments import Experiment
 from ml_api.stats import inference as st
 from ml_api.stats.results import MetricSums
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from ml_api.experiments.values import Experiment
+from ml_api.domain.experiments import Experiment
 from ml_api.stats import inference as st
 from ml_api.stats.always_valid import Look, running_values
 from ml_api.stats.cuped import CovariateSums, cuped_effect

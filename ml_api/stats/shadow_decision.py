@@ -7,7 +7,7 @@ across the shadow models, and a reached decision is kept. Pure: no I/O.
 """
 from __future__ import annotations
 
-from ml_api.experiments.values import Experiment
+from ml_api.domain.experiments import Experiment
 from ml_api.stats import inference as st
 from ml_api.stats.always_valid import Look, running_values
 

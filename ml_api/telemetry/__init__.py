@@ -1,5 +1,5 @@
 """What the service reports about itself: request events shipped to Logstash off the
 request path, and Prometheus metrics.
 
-Must not import the HTTP layer, the domain packages or the records.
+Imports nothing else of ml_api: the records and the use cases report through it.
 """

@@ -34,6 +34,11 @@ def utc_timestamp(now: float | None = None) -> str:
     return _second_text(second) + _MILLIS[int((now - second) * 1000)]
 
 
+def naive_utc_timestamp(at: datetime | None) -> str | None:
+    """utc_timestamp of a naive UTC datetime (the database's), None for None."""
+    return None if at is None else utc_timestamp(at.replace(tzinfo=timezone.utc).timestamp())
+
+
 def round_ms(milliseconds: float) -> float:
     """To the microsecond, as round(milliseconds, 3) does (but for an exact binary tie, which
     goes up), more cheaply: round() of a float goes through a decimal conversion."""
@@ -82,7 +87,9 @@ class RequestEvents:
         errors: dict[str, int] = {}
         for at, endpoint, status, latency, event in records:
             latency_ms = round_ms(latency * 1000)
-            event["@timestamp"] = utc_timestamp(at)
+            event["@timestamp"] = stamp = utc_timestamp(at)
+            if event.get("first_exposure"):  # the consumer's cohort time (see docs)
+                event["exposed_at"] = stamp
             event["endpoint"] = endpoint
             event["status"] = status
             event["latency_ms"] = latency_ms

@@ -27,12 +27,12 @@ from typing import NamedTuple
 import requests
 
 from load_test.processes import free_port
+from tests.kibana_scenario import FEATURES, drive, mismatches, of_experiments
 from tests.stack.engine import ROOT, Engine
 
 PROJECT = "mlapistack"
 TOKEN = "dev-admin-token"          # the README's walkthrough token, so its blocks run as printed
 README = (ROOT / "README.md").read_text()
-FEATURES = [13.5, 14.4, 87.5, 566.3, 0.098, 0.081, 0.067, 0.044, 0.18, 0.062]
 STICKY_UIDS = [f"stack-{i}" for i in range(2000)]
 REQUEST_FIELDS = {"@timestamp", "event_type", "endpoint", "status", "latency_ms", "request_id",
                   "experiment", "group", "model_name", "model_version", "uid_hash"}
@@ -439,9 +439,13 @@ class Checks:
         expect(took < 100, f"took {took:.0f} s for a 120 s run")
         return f"exit {result.returncode} after {took:.0f} s, the 401 reported as a failure"
 
-    def events_reach_the_logstash_sink(self) -> str:
+    def sink_events(self) -> list[dict]:
+        """Every event the Logstash sink has received so far."""
         lines = self.stack.exec("logstash", "cat", "/data/events.jsonl").stdout.splitlines()
-        events = [json.loads(line) for line in lines]
+        return [json.loads(line) for line in lines]
+
+    def events_reach_the_logstash_sink(self) -> str:
+        events = self.sink_events()
         requests_ = [e for e in events if e.get("event_type") == "request"]
         metrics = [e for e in events if e.get("event_type") == "metric"]
         endpoints = {e["endpoint"] for e in requests_}
@@ -456,6 +460,32 @@ class Checks:
         expect({"create", "start", "promote"} <= actions, f"action events: {actions}")
         return (f"{len(requests_)} request and {len(metrics)} metric events, fields as "
                 f"documented; actions {', '.join(sorted(actions))}")
+
+    def kibana_panels_mean_what_results_say(self) -> str:
+        """The scripted experiments of tests/kibana_scenario.py through nginx: every saved
+        Lens panel, evaluated over the events the sink received (tests/lens_eval.py), says
+        what /results says. Exposures reach MySQL in batches and events the sink in
+        batches: it is asked again until both have arrived, for up to 90 s."""
+        def call(method, path, body, admin):
+            headers = {"Authorization": f"Bearer {TOKEN}"} if admin else {}
+            r = self.stack.http.request(method, self.stack.url + path, json=body,
+                                        headers=headers, timeout=30)
+            return r.status_code, r.json()
+
+        run = drive(call, prefix=f"kibana-{uuid.uuid4().hex[:6]}-", settle_seconds=3)
+        names = set(run["names"].values())
+        deadline = time.monotonic() + 90
+        while True:
+            results = {role: self.stack.admin("GET", f"/experiments/{name}/results")
+                       for role, name in run["names"].items()}
+            events = of_experiments(self.sink_events(), names)
+            failed = mismatches({**run, "events": events, "results": results})
+            if not failed:
+                break
+            expect(time.monotonic() < deadline, "after 90 s: " + "; ".join(failed)[:3000])
+            time.sleep(3)
+        return (f"{len(events)} events of {', '.join(sorted(names))}: exposures, rates, means, "
+                "guardrail, late window, annotations and splits agree with /results")
 
     def memory_of_the_stack(self) -> str:
         out = self.stack.engine.podman("stats", "--no-stream", "--format", "json").stdout
@@ -487,7 +517,8 @@ ORDER = ["images_build", "compose_works_without_the_token", "stack_comes_up_heal
          "rolling_restart_under_load_loses_nothing", "force_recreate_of_the_api",
          "spool_survives_a_mysql_outage_and_an_api_recreate", "ml_api_cli_in_the_image",
          "locust_headless_names_the_better_group", "locust_stops_when_its_setup_fails",
-         "events_reach_the_logstash_sink", "memory_of_the_stack", "down_leaves_nothing"]
+         "events_reach_the_logstash_sink", "kibana_panels_mean_what_results_say",
+         "memory_of_the_stack", "down_leaves_nothing"]
 # Without these, nothing after them can mean anything.
 GATES = {"images_build", "stack_comes_up_healthy"}
 

@@ -1,9 +1,9 @@
-"""The checks of an experiment's spec and settings, for creating and patching it. Pure: no
-I/O."""
+"""The checks of an experiment's spec and settings, for creating and patching it, on the
+shared checks of validation.py. Pure: no I/O."""
 from __future__ import annotations
 
+from ml_api.domain.experiments import DEFAULT_SETTINGS, STRATEGIES
 from ml_api.errors import InvalidExperiment
-from ml_api.experiments.values import DEFAULT_SETTINGS, STRATEGIES
 from ml_api.validation import NAME, finite_number, metric_name, require_object
 
 SPEC_KEYS = {"name", "variants", "strategy", "metric", "salt", *DEFAULT_SETTINGS}
@@ -83,7 +83,7 @@ def parse_weights(items, known: set[str]) -> dict[str, float]:
 
 
 def parse_experiment_spec(body, registry) -> dict:
-    """A new experiment's spec, its models looked up in `registry` (ModelRegistry)."""
+    """A new experiment's spec, its models looked up in `registry` (domain.models.Models)."""
     body = require_object(body)
     if unknown := sorted(set(body) - SPEC_KEYS):
         raise InvalidExperiment(f"unknown fields: {', '.join(unknown)}")

@@ -1,11 +1,10 @@
-"""Experiments as the serving path sees them: immutable values."""
+"""Experiments as every layer sees them: immutable values, their statuses, strategies and
+settings with defaults."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-
-from ml_api.assignment.hashing import bucket_bounds
 
 DRAFT, RUNNING, PAUSED, STOPPED = "draft", "running", "paused", "stopped"
 STRATEGIES = ("hash", "epsilon_greedy", "thompson", "shadow", "canary")
@@ -86,10 +85,6 @@ class Experiment:
     @property
     def is_running(self) -> bool:
         return self.status == RUNNING
-
-    @cached_property
-    def bounds(self) -> list[int]:
-        return bucket_bounds(self.weights)
 
     @cached_property
     def _by_name(self) -> dict[str, Variant]:
