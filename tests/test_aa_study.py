@@ -32,11 +32,11 @@ def test_cuped_sequential_test_holds_alpha_and_detects_sooner(missing):
     experiments, with fewer users."""
     from ml_api.stats.aa_study import run_cuped_study
 
-    null = run_cuped_study(experiments=200, effect=0.0, missing=missing)
+    null = run_cuped_study(experiments=200, look_every=200, effect=0.0, missing=missing)
     assert null["cuped_rejection_rate"] <= null["alpha"]
     assert null["plain_rejection_rate"] <= null["alpha"]
     assert null["cuped_flip_backs"] == null["plain_flip_backs"] == 0
-    short = run_cuped_study(experiments=200, effect=0.08, missing=missing)
+    short = run_cuped_study(experiments=200, look_every=200, effect=0.08, missing=missing)
     assert short["cuped_rejection_rate"] > short["plain_rejection_rate"] + 0.1
     assert short["cuped_mean_users_to_detect"] < 0.8 * short["plain_mean_users_to_detect"]
     assert short["cuped_flip_backs"] == 0 < short["cuped_current_look_flip_backs"]

@@ -89,7 +89,7 @@ batches = hst.lists(hst.tuples(hst.integers(2, 40), hst.integers(2, 40),
                                hst.floats(0, 1), hst.floats(0, 1)), min_size=1, max_size=6)
 
 
-@settings(max_examples=8, deadline=None,
+@settings(max_examples=6, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batches)
 def test_running_values_are_the_minimum_and_intersection_over_the_stored_looks(services, looks):

@@ -205,7 +205,7 @@ def test_a_shadow_experiment_decides_on_the_paired_test_and_lists_every_model(cl
     supervisor = ExperimentSupervisor(services.store, services.exposures, services.admin,
                                       services.traffic, lambda: now[0],
                                       snapshots=SnapshotStore(services.store.engine))
-    rows = range(0, 450)
+    rows = range(0, 300)
     for i in rows:
         predict_and_label(client, f"sd{i}", X[i], int(Y[i]), "shadow-d")
     services.shadow.drain()
