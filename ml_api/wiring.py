@@ -22,6 +22,7 @@ from ml_api.records.experiment_store import ExperimentStore
 from ml_api.records.exposures import ExposureStore
 from ml_api.records.labels import LabelStore
 from ml_api.records.shadow import ShadowStore
+from ml_api.records.looks import LookStore
 from ml_api.records.snapshots import SnapshotStore
 from ml_api.records.spool import Spool
 from ml_api.records.traffic import TrafficStore
@@ -164,7 +165,7 @@ def build_services(settings: Settings, ship_actions: bool = True) -> Services:
     snapshots = SnapshotStore(engine)
     admin = ExperimentAdmin(store, exposures, shadow_records, registry, catalog,
                             on_action=request_events.action if ship_actions else None,
-                            snapshots=snapshots, labels=labels)
+                            snapshots=snapshots, labels=labels, looks=LookStore(engine))
     return Services(
         settings=settings, registry=registry, store=store, exposures=exposures, labels=labels,
         shadow_records=shadow_records, cache=cache, catalog=catalog, assigner=assigner,

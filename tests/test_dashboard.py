@@ -29,6 +29,22 @@ class Elements(html.parser.HTMLParser):
 def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_headers, tmp_path):
     env = {**settings_env(embedded_settings), "DASHBOARD_PUBLIC": "true"}  # Chromium: no token
     with Gunicorn(env, log_path=tmp_path / "g.log") as server:
+        # an experiment that declares a covariate, a quarter of its uids sending none
+        assert requests.post(f"{server.url}/experiments", headers=admin_headers, json={
+            "name": "revenue", "cuped": True, "metric": "revenue", "metric_type": "mean",
+            "mde": 2.0, "variants": [{"name": "control", "model": "logreg@1"},
+                                     {"name": "variation", "model": "gboost@1"}]}).ok
+        requests.post(f"{server.url}/experiments/revenue/start", headers=admin_headers)
+        for i in range(80):
+            covariate = float(i % 9)
+            requests.post(f"{server.url}/predict", json={
+                "uid": f"r{i}", "experiment": "revenue", "features": FEATURES,
+                **({"covariate": covariate} if i % 4 else {})})
+            requests.post(f"{server.url}/feedback", json={
+                "uid": f"r{i}", "experiment": "revenue", "metric": "revenue",
+                "value": 1 + covariate + (i % 5)})
+        cuped = requests.get(f"{server.url}/experiments/revenue/results",
+                             headers=admin_headers).json()
         for i in range(120):
             uid = f"d{i}"
             answer = requests.post(f"{server.url}/predict", json={
@@ -74,6 +90,22 @@ def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_head
     else:
         assert float(progress["data-progress"]) == pytest.approx(api["sample_size"]["progress"])
         assert f"of {api['sample_size']['per_variant']} per variant" in text
+    # the running values decide, beside this look's p-value
+    running = {(a["data-experiment"], a["data-variant"]): a for tag, a in parser.found
+               if tag == "tr" and "data-running-p" in a}
+    assert len(running) == 2
+    for results in (api, cuped):
+        c = results["comparisons"][0]
+        shown = running[results["experiment"], c["variant"]]["data-running-p"]
+        assert float(shown) == pytest.approx(c["running"]["p_value_adjusted"])
+    # CUPED-adjusted progress: the unadjusted size over the observed variance reduction
+    size = cuped["sample_size"]
+    assert size["variance_reduction_factor"] > 1
+    shown = [a for tag, a in parser.found if a.get("data-cuped")]
+    assert [float(a["data-cuped"]) for a in shown] == pytest.approx(
+        [size["variance_reduction_factor"]])
+    assert (f"of {size['per_variant']} per variant" in text
+            and f"CUPED-adjusted: {size['unadjusted_per_variant']} / " in text)
     srm = next(a for tag, a in parser.found if tag == "table" and a.get("class") == "srm")
     assert float(srm["data-p-value"]) == pytest.approx(api["srm"]["p_value"])
     assert f"p = {api['srm']['p_value']:.4f}" in text
@@ -117,12 +149,24 @@ def test_effect_over_time_narrows_as_a_known_effect_accumulates(embedded_setting
                                       services.traffic, lambda: now[0],
                                       snapshots=SnapshotStore(services.store.engine))
     rng = np.random.default_rng(11)
+    # beside it, a revenue experiment that declares a covariate, 30% of its uids sending none
+    services.admin.create({"name": "revenue", "cuped": True, "metric": "revenue",
+                           "metric_type": "mean", "mde": 0.5, "variants": [
+                               {"name": "control", "model": "logreg@1"},
+                               {"name": "variation", "model": "gboost@1"}]}, "t")
+    services.admin.transition("revenue", "start", "t")
     for minute in range(6):
         for i in range(200):
             uid = f"m{minute}-{i}"
             group = services.prediction.predict(PredictRequest(uid, FEATURES, None)).group
             if rng.random() < (0.10 if group == "control" else 0.30):
                 services.outcomes.record(FeedbackRequest(uid, None, "conversion", 1, None))
+            history_x = float(rng.normal(10, 2))
+            sent = history_x if rng.random() < 0.7 else None
+            group = services.prediction.predict(
+                PredictRequest(uid, FEATURES, "revenue", sent)).group
+            value = history_x + rng.normal(0, 1.5) + (0.4 if group == "variation" else 0.0)
+            services.outcomes.record(FeedbackRequest(uid, "revenue", "revenue", value, None))
         supervisor.tick()
         now[0] += timedelta(minutes=1)
     history = services.admin.history("demo")
@@ -134,11 +178,13 @@ def test_effect_over_time_narrows_as_a_known_effect_accumulates(embedded_setting
         OUTPUT.mkdir(exist_ok=True)
         shot = headless(f"{server.url}/dashboard", tmp_path / "profile2",
                         f"--screenshot={OUTPUT / 'dashboard-effect.png'}",
-                        "--window-size=1280,1100")
+                        "--window-size=1280,1900")
     parser = Elements()
     parser.feed(dom.stdout)
     assert any(tag == "svg" and a.get("data-chart") == "effect" for tag, a in parser.found)
     drawn = [a for tag, a in parser.found if tag == "circle" and a.get("data-variant")]
+    assert len(drawn) == 12  # six looks of each experiment, demo's first (pages by name)
+    drawn = drawn[:6]
     assert [float(a["data-estimate"]) for a in drawn] == pytest.approx(
         [p["estimate"] for p in history])
     widths = [float(a["data-high"]) - float(a["data-low"]) for a in drawn]
@@ -152,6 +198,13 @@ def test_effect_over_time_narrows_as_a_known_effect_accumulates(embedded_setting
     srm = next(a for tag, a in parser.found if tag == "table" and a.get("class") == "srm")
     assert float(srm["data-p-value"]) == pytest.approx(results["srm"]["p_value"])
     assert results["decision"]["winner"] == "variation"
+    # the revenue experiment's progress, CUPED-adjusted, and its running values over 6 looks
+    revenue = services.admin.results("revenue")
+    shown = [a for tag, a in parser.found if a.get("data-cuped")]
+    assert [float(a["data-cuped"]) for a in shown] == pytest.approx(
+        [revenue["sample_size"]["variance_reduction_factor"]])
+    assert revenue["sample_size"]["variance_reduction_factor"] > 1.5
+    assert revenue["comparisons"][0]["running"]["looks"] == 7  # six stored, and this one
     assert shot.returncode == 0
 
 

@@ -182,6 +182,78 @@ def test_a_shadow_experiment_pairs_each_label_with_both_models_scores(client, se
     assert paired["sequential"]["tau"] == 0.05
 
 
+def test_a_shadow_experiment_decides_on_the_paired_test_and_lists_every_model(client,
+                                                                           services):
+    """Before, the paired test was computed but the decision always read "keep running",
+    and model_quality listed the primary model only. Now the supervisor's looks at the
+    paired test decide, auto_stop stops on it, and the shadow model has its own metrics
+    (scikit-learn's on the scores it gave the same requests)."""
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from ml_api.experiments.supervisor import ExperimentSupervisor
+    from ml_api.records.engine import utcnow
+    from ml_api.records.snapshots import SnapshotStore
+
+    services.admin.create({"name": "shadow-d", "strategy": "shadow", "quality_tau": 0.1,
+                           "auto_stop": True, "min_sample_size": 50,
+                           "variants": [{"name": "a", "model": "logreg@1"},
+                                        {"name": "b", "model": "gboost@1"}]}, "t")
+    services.admin.transition("shadow-d", "start", "t")
+    now = [utcnow()]
+    supervisor = ExperimentSupervisor(services.store, services.exposures, services.admin,
+                                      services.traffic, lambda: now[0],
+                                      snapshots=SnapshotStore(services.store.engine))
+    rows = range(0, 300)
+    for i in rows:
+        predict_and_label(client, f"sd{i}", X[i], int(Y[i]), "shadow-d")
+    services.shadow.drain()
+    actions = supervisor.tick()
+    assert any("decided: shadow model b is better than a" in a for a in actions), actions
+    assert any(a.startswith("shadow-d: stopped: sequential test decided") for a in actions)
+    results = services.admin.results("shadow-d")
+    decision = results["decision"]
+    assert (decision["outcome"], decision["winner"]) == ("winner", "b")
+    assert decision["test"] == "paired log-loss sequential test"
+    paired = results["model_quality"]["paired"]["b"]
+    with services.store.engine.connect() as conn:
+        stored = conn.execute(text(
+            "SELECT test, p_value FROM sequential_looks sl JOIN experiments e "
+            "ON e.id = sl.experiment_id WHERE e.name = 'shadow-d'")).all()
+    assert [t for t, _ in stored] == ["paired"]
+    assert paired["running"]["p_value"] == min(p for _, p in stored) <= 0.05
+    shadow = services.registry.get("gboost@1").estimator.predict_proba(X[rows.start:rows.stop])
+    quality = results["model_quality"]
+    assert set(quality["variants"]) == {"a", "b"}
+    labels = Y[rows.start:rows.stop].astype(int)
+    assert quality["variants"]["b"]["log_loss"] == pytest.approx(
+        metrics.log_loss(labels, shadow[:, 1]), rel=1e-6)
+    assert quality["variants"]["b"]["brier_score"] == pytest.approx(
+        metrics.brier_score_loss(labels, shadow[:, 1]), rel=1e-6)
+    assert quality["log_loss_vs_control"]["b"]["difference"] == pytest.approx(
+        quality["variants"]["b"]["log_loss"] - quality["variants"]["a"]["log_loss"], rel=1e-9)
+    assert services.store.load_experiment("shadow-d").status == "stopped"
+    now[0] += timedelta(minutes=1)
+
+
+def test_quality_tau_defaults_to_the_declared_minimum_detectable_log_loss_difference(
+        client, services):
+    variants = [{"name": "a", "model": "logreg@1"}, {"name": "b", "model": "gboost@1"}]
+    services.admin.create({"name": "q-mde", "quality_mde": 0.1, "variants": variants}, "t")
+    services.admin.create({"name": "q-tau", "quality_mde": 0.1, "quality_tau": 0.03,
+                           "variants": variants}, "t")
+    for name in ("q-mde", "q-tau", "demo"):
+        if name != "demo":
+            services.admin.transition(name, "start", "t")
+        for i in range(40):
+            predict_and_label(client, f"{name}{i}", X[i], int(Y[i]), name)
+    taus = {name: [c["sequential"]["tau"] for c in services.admin.results(name)
+                   ["model_quality"]["log_loss_vs_control"].values() if c]
+            for name in ("q-mde", "q-tau", "demo")}
+    assert taus == {"q-mde": [0.1], "q-tau": [0.03], "demo": [0.05]}
+
+
 def test_a_label_sent_while_the_database_is_down_is_spooled_then_stored_once(
         models_dir, mysql_url, redis_prefix, tmp_path):
     from ml_api.settings import Settings

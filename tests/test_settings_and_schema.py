@@ -42,6 +42,46 @@ def test_migrations_run_on_mariadb_and_are_idempotent(mysql_url):
     assert collation == "utf8mb4_nopad_bin"
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_the_covered_outcome_counters_are_backfilled_from_the_raw_rows(backend, tmp_path,
+                                                                        request):
+    """Migration 0009 fills the new CUPED counters of existing experiments: the totals and
+    conversions of the uids that came with a covariate, from user_metrics and exposures."""
+    from sqlalchemy import text
+
+    url = (f"sqlite:///{tmp_path / 'm.sqlite3'}" if backend == "sqlite"
+           else request.getfixturevalue("mysql_url"))
+    engine = make_engine(url)
+    upgrade_schema(engine, "0008")
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO experiments (id, name, salt, status, strategy, metric, config, "
+            "created_at, updated_at, version) VALUES (1, 'old', 's', 'running', 'hash', "
+            "'conversion', '{}', :t, :t, 0)"), {"t": now})
+        uids = [("u1", "a", 2.0, 5.0), ("u2", "a", None, 3.0), ("u3", "a", 1.0, 0.0),
+                ("u4", "b", 4.0, 2.5), ("u5", "b", None, 1.0)]
+        for uid, variant, covariate, total in uids:
+            conn.execute(text(
+                "INSERT INTO exposures (experiment_id, uid, variant, first_seen, covariate) "
+                "VALUES (1, :u, :v, :t, :c)"), {"u": uid, "v": variant, "t": now, "c": covariate})
+            conn.execute(text(
+                "INSERT INTO user_metrics (experiment_id, uid, metric, variant, total, events) "
+                "VALUES (1, :u, 'conversion', :v, :total, 1)"),
+                {"u": uid, "v": variant, "total": total})
+        for variant, shard in (("a", 3), ("a", 7), ("b", 5)):
+            conn.execute(text(
+                "INSERT INTO variant_metrics (experiment_id, variant, metric, shard, users, "
+                "events, total, total_sq, covariate_total, covariate_converting) "
+                "VALUES (1, :v, 'conversion', :s, 0, 0, 0, 0, 0, 0)"), {"v": variant, "s": shard})
+    upgrade_schema(engine)
+    with engine.connect() as conn:
+        covered = {v: (float(t), int(c)) for v, t, c in conn.execute(text(
+            "SELECT variant, SUM(covered_total), SUM(covered_converting) FROM variant_metrics "
+            "GROUP BY variant"))}
+    assert covered == {"a": (5.0, 1), "b": (2.5, 1)}  # u2 and u5 sent no covariate
+
+
 def test_demo_experiment_exists_from_the_first_start(embedded_settings):
     services = create_app(embedded_settings).extensions["ml_api"]
     demo = services.catalog.get("demo")

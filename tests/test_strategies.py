@@ -164,8 +164,10 @@ def test_auto_stop_on_the_sequential_decision_and_on_max_duration(services):
         group = predict(services, uid, "auto")
         if rng.random() < (0.05 if group == "control" else 0.40):
             services.outcomes.record(FeedbackRequest(uid, "auto", "conversion", 1, None))
-    assert supervisor.tick() == ["auto: stopped: sequential test decided: challenger wins "
-                                 "against control (sequential test, Holm-adjusted)"]
+    message = ("challenger wins against control (sequential test, Holm-adjusted, running "
+               "minimum over every look)")
+    assert supervisor.tick() == [f"auto: decided: {message}",
+                                 f"auto: stopped: sequential test decided: {message}"]
     clock.now += timedelta(hours=1, seconds=1)
     assert supervisor.tick() == ["timed: stopped: max_duration_hours (1) reached"]
     for name in ("auto", "timed"):

@@ -18,7 +18,9 @@ DEFAULT_SETTINGS = {
     "auto_stop": False,
     "mde": 0.02,                    # minimum detectable effect (absolute) for the sample size
     "tau": None,                    # mSPRT mixing standard deviation; None means mde
-    "quality_tau": 0.02,            # mSPRT mixing sd of log-loss differences (labels)
+    "cuped": False,                 # a covariate is declared: CUPED's test decides (creation only)
+    "quality_mde": 0.05,            # minimum detectable log-loss difference, nats (labels)
+    "quality_tau": None,            # mSPRT mixing sd of log-loss differences; None: quality_mde
     "epsilon": 0.1,                 # epsilon_greedy exploration share
     "min_share": 0.05,              # bandits: smallest share any arm keeps
     "canary": None,                 # canary ramp: steps, hold_seconds, guards (see supervisor.py)

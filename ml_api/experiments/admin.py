@@ -24,17 +24,8 @@ from ml_api.errors import (
     UnknownExperiment,
 )
 from ml_api.experiments.catalog import ExperimentCatalog
-from ml_api.experiments.strategies import with_live_weights
-from ml_api.records.engine import utcnow
-from ml_api.records.experiment_store import ExperimentStore
-from ml_api.records.exposures import ExposureStore
-from ml_api.records.labels import LabelStore
-from ml_api.records.shadow import ShadowStore
-from ml_api.records.snapshots import SnapshotStore
-from ml_api.stats.guardrails import guardrail_checks
-from ml_api.stats.model_quality import model_quality as quality_block
-from ml_api.stats.results import effect_over_time, experiment_results
-from ml_api.validation import (
+from ml_api.experiments.reading import ResultsReader
+from ml_api.experiments.specs import (
     PATCH_KEYS,
     parse_experiment_spec,
     parse_weights,
@@ -42,6 +33,13 @@ from ml_api.validation import (
     validate_canary,
     validate_settings,
 )
+from ml_api.records.engine import utcnow
+from ml_api.records.experiment_store import ExperimentStore
+from ml_api.records.exposures import ExposureStore
+from ml_api.records.labels import LabelStore
+from ml_api.records.looks import LookStore
+from ml_api.records.shadow import ShadowStore
+from ml_api.records.snapshots import SnapshotStore
 
 # action -> (statuses it may start from, status it leads to)
 TRANSITIONS = {
@@ -58,18 +56,16 @@ class ExperimentAdmin:
     def __init__(self, store: ExperimentStore, exposures: ExposureStore,
                  shadow_records: ShadowStore, registry: Models,
                  catalog: ExperimentCatalog, on_action: Callable[..., None] | None = None,
-                 snapshots: SnapshotStore | None = None, labels: LabelStore | None = None):
+                 snapshots: SnapshotStore | None = None, labels: LabelStore | None = None,
+                 looks: LookStore | None = None):
         """`on_action(experiment=, action=, actor=, reason=, ...)` hears of every change;
         `snapshots` are the counters over time that `history` reads; `labels` the true
-        labels that model-quality results read."""
-        self._labels = labels
+        labels that model-quality results read; `looks` the stored sequential looks."""
         self._store = store
-        self._exposures = exposures
-        self._shadow_records = shadow_records
         self._registry = registry
         self._catalog = catalog
         self._on_action = on_action
-        self._snapshots = snapshots
+        self._reader = ResultsReader(exposures, shadow_records, labels, snapshots, looks)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -106,44 +102,15 @@ class ExperimentAdmin:
 
     def results(self, name: str, model_quality: bool = True) -> dict:
         """Everything the results page shows; `model_quality=False` skips reading labels."""
-        experiment = self._load(name)
-        exposures, expected = self._exposures.exposure_counters(experiment.id)
-        sums = self._exposures.metric_sums(experiment.id, experiment.metric)
-        experiment = with_live_weights(experiment, exposures,
-                                   {v: s.users for v, s in sums.items()})
-        covariates = self._exposures.covariate_sums(
-            experiment.id, experiment.metric, sums,
-            conversion=experiment.setting("metric_type") == "conversion")
-        results = experiment_results(experiment, exposures, expected, sums, covariates)
-        guarded = {g["metric"] for g in experiment.setting("guardrails") or []}
-        results["guardrails"] = guardrail_checks(experiment, exposures, {
-            metric: self._exposures.metric_sums(experiment.id, metric) for metric in guarded})
-        shadow = experiment.strategy == "shadow"
-        if shadow:
-            results["shadow"] = self._shadow_report(experiment)
-        if self._labels is not None and model_quality:
-            results["model_quality"] = quality_block(
-                experiment.control.name, self._labels.scored(experiment.id),
-                self._labels.paired(experiment.id) if shadow else None,
-                experiment.setting("quality_tau"), experiment.setting("alpha"))
-        return results
+        return self._reader.results(self._load(name), model_quality)
+
+    def take_look(self, name: str, at) -> dict:
+        """Store the comparisons' decisive tests as the look at `at`; the results with it."""
+        return self._reader.take_look(self._load(name), at)
 
     def history(self, name: str) -> list[dict]:
         """Each challenger's effect and its always-valid interval at each counter snapshot."""
-        experiment = self._load(name)
-        if self._snapshots is None:
-            return []
-        return effect_over_time(experiment, self._snapshots.series(experiment.id))
-
-    def _shadow_report(self, experiment: Experiment) -> list[dict]:
-        report = []
-        for name, c in self._shadow_records.summary(experiment.id).items():
-            n = c["comparisons"]
-            report.append({"variant": name, "against": experiment.control.name,
-                           "comparisons": n, "agreement_rate": c["agreements"] / n if n else None,
-                           "primary_mean_ms": c["primary_ms_sum"] / n if n else None,
-                           "shadow_mean_ms": c["shadow_ms_sum"] / n if n else None})
-        return report
+        return self._reader.history(self._load(name))
 
     # --- changing --------------------------------------------------------------------------
 
@@ -238,6 +205,28 @@ class ExperimentAdmin:
             before={"status": experiment.status, "default_variant": experiment.default_variant},
             after=after, columns={"status": STOPPED, "default_variant": variant})
         return self._changed(name, action, actor, reason, variant=variant)
+
+    def record_decision(self, name: str, decision: dict, at, actor: str) -> dict:
+        """Keep a decision once reached: the results show it from now on, whatever later
+        looks say, until reverse_decision records why not."""
+        experiment = self._load(name)
+        reached = {**decision, "reached_at": at.isoformat()}
+        self._store.update_experiment(
+            experiment, actor=actor, action="decision", before={"decision": None},
+            after={"decision": reached},
+            columns={"config": {**experiment.config, "decision": reached}})
+        return self._changed(name, "decision", actor, decision["message"])
+
+    def reverse_decision(self, name: str, reason: str, actor: str) -> dict:
+        """Withdraw a reached decision, for an explicit reason the audit log keeps (a
+        sample-ratio mismatch, a guardrail)."""
+        experiment = self._load(name)
+        config = {k: v for k, v in experiment.config.items() if k != "decision"}
+        self._store.update_experiment(
+            experiment, actor=actor, action="decision_reversed",
+            before={"decision": experiment.config.get("decision")},
+            after={"decision": None, "reason": reason}, columns={"config": config})
+        return self._changed(name, "decision_reversed", actor, reason)
 
     def _changed(self, name: str, action: str, actor: str, reason: str | None = None,
                  **details) -> dict:

@@ -1,7 +1,7 @@
 """Canary ramps: the challenger's share at each step, the guards that roll it back, and when
 it moves to the next step. Pure: the supervisor reads the traffic and applies the action.
 
-A canary's settings (`validation.validate_canary`): `steps` (the challenger's percentages),
+A canary's settings (`specs.validate_canary`): `steps` (the challenger's percentages),
 `hold_seconds` at each step, and the guards `max_error_rate` and `max_p99_ms`, judged once
 the step has seen `min_requests` of the challenger's requests. Traffic comes from
 `traffic.TrafficRecorder`, merged across workers.

@@ -70,32 +70,50 @@ class ExperimentSupervisor:
         for experiment in self._store.load_experiments():
             if not experiment.is_running:
                 continue
-            self._snapshot(experiment, now)
             try:
-                # One read of the results serves both checks that need them.
+                # One read of the results serves every check that needs them.
+                results = self._snapshot(experiment, now)
                 needed = experiment.setting("guardrails") or experiment.setting("auto_stop")
-                results = (self._admin.results(experiment.name, model_quality=False)
-                           if needed else None)
-                action = (self._guardrails(experiment, results)
-                          or self._auto_stop(experiment, now, results))
-                if action is None and experiment.strategy == "canary":
-                    action = self._canary(experiment, now)
+                if results is None and needed:
+                    results = self._admin.results(experiment.name, model_quality=False)
+                done = [self._guardrails(experiment, results)]
+                if done[0] is None:
+                    done += [self._settle(experiment, now, results),
+                             self._auto_stop(experiment, now, results)]
+                if not any(done) and experiment.strategy == "canary":
+                    done.append(self._canary(experiment, now))
             except Conflict:
                 continue  # another worker changed it first
-            if action:
+            for action in filter(None, done):
                 log.info("supervisor: %s: %s", experiment.name, action)
                 actions.append(f"{experiment.name}: {action}")
         return actions
 
-    def _snapshot(self, experiment: Experiment, now: datetime) -> None:
-        """The experiment's counters once a minute (the first worker to try writes them)."""
+    def _snapshot(self, experiment: Experiment, now: datetime) -> dict | None:
+        """The experiment's counters and a look at its comparisons once a minute (the first
+        worker to try writes them); the results with that look, or None."""
         minute = now.replace(second=0, microsecond=0)
         if self._snapshots is None or self._snapshotted.get(experiment.id) == minute:
-            return
+            return None
         exposures, _ = self._exposures.exposure_counters(experiment.id)
         sums = self._exposures.metric_sums(experiment.id, experiment.metric)
         self._snapshots.take(experiment.id, minute, exposures, sums)
         self._snapshotted[experiment.id] = minute
+        return self._admin.take_look(experiment.name, minute)
+
+    def _settle(self, experiment: Experiment, now: datetime, results: dict | None) -> str | None:
+        """Keep a winner once the running values find one; withdraw it, with the reason in
+        the audit log, only on a sample-ratio mismatch."""
+        if results is None:
+            return None
+        decision, reached = results["decision"], experiment.config.get("decision")
+        if reached is None and decision["outcome"] == "winner":
+            self._admin.record_decision(experiment.name, decision, now, ACTOR)
+            return f"decided: {decision['message']}"
+        if reached is not None and decision["outcome"] == "sample_ratio_mismatch":
+            self._admin.reverse_decision(experiment.name, decision["message"], ACTOR)
+            return f"decision reversed: {decision['message']}"
+        return None
 
     def _guardrails(self, experiment: Experiment, results: dict | None) -> str | None:
         """Roll back to the control as soon as a challenger breaches a guardrail."""
@@ -108,6 +126,8 @@ class ExperimentSupervisor:
             f"guardrail {c['metric']} crossed: {c['variant']} is worse ({c['worse']}) by "
             f"{c['harm']:.4g}, at least {c['harm_ci'][0]:.4g}, past the tolerance "
             f"{c['tolerance']:g}" for c in breached)
+        if experiment.config.get("decision"):
+            self._admin.reverse_decision(experiment.name, reason, ACTOR)
         self._admin.promote(experiment.name, {"variant": experiment.control.name}, ACTOR,
                             reason=reason, action="guardrail_rollback")
         return f"rolled back: {reason}"
@@ -122,7 +142,9 @@ class ExperimentSupervisor:
             reason = f"max_duration_hours ({hours}) reached"
             self._admin.transition(experiment.name, "stop", ACTOR, reason=reason)
             return f"stopped: {reason}"
-        smallest = min(v["exposures"] for v in results["variants"])
+        # Variants that take no uids (shadow models) see every exposure of the primary.
+        serving = [v for v in results["variants"] if v["share"] != 0] or results["variants"]
+        smallest = min(v["exposures"] for v in serving)
         decision = results["decision"]
         if smallest >= experiment.setting("min_sample_size") and decision["outcome"] == "winner":
             reason = f"sequential test decided: {decision['message']}"

@@ -164,12 +164,12 @@ def _alembic_config() -> Config:
     return config
 
 
-def upgrade_schema(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest migration, or to `revision` (idempotent)."""
     with engine.begin() as conn:
         config = _alembic_config()
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 def schema_is_current(engine: Engine) -> bool:

@@ -29,6 +29,7 @@ from ml_api.records.statements import (
     INSERT_VARIANT_METRIC,
     LOCK_USER_METRIC,
 )
+from ml_api.records.covariates import covariate_sums
 from ml_api.stats.cuped import CovariateSums
 from ml_api.stats.results import MetricSums
 
@@ -115,27 +116,8 @@ class ExposureStore:
 
     def covariate_sums(self, experiment_id: int, metric: str, sums: dict[str, MetricSums],
                        conversion: bool) -> dict[str, CovariateSums]:
-        """Per variant, the sums CUPED needs, over the exposures that came with a covariate
-        (n counts those; compare it with the exposures). y is the uid's conversion (0 or 1)
-        with `conversion`, else its total; `sums` are the metric's, from metric_sums."""
-        with translated("reading covariate counters"), self.engine.connect() as conn:
-            counters = conn.execute(select(
-                VariantCounter.variant, func.sum(VariantCounter.covariates),
-                func.sum(VariantCounter.covariate_sum), func.sum(VariantCounter.covariate_sq),
-            ).where(VariantCounter.experiment_id == experiment_id)
-                .group_by(VariantCounter.variant)).all()
-            product = (VariantMetric.covariate_converting if conversion
-                       else VariantMetric.covariate_total)
-            products = dict(conn.execute(select(VariantMetric.variant, func.sum(product))
-                                         .where(VariantMetric.experiment_id == experiment_id,
-                                                VariantMetric.metric == metric)
-                                         .group_by(VariantMetric.variant)).all())
-        y = {v: (s.users, s.users) if conversion else (s.total, s.total_sq)
-             for v, s in sums.items()}
-        return {v: CovariateSums(n=int(n or 0), y=y.get(v, (0, 0))[0], y2=y.get(v, (0, 0))[1],
-                                 x=float(x or 0), x2=float(x2 or 0),
-                                 xy=float(products.get(v) or 0))
-                for v, n, x, x2 in counters}
+        """Per variant, the sums CUPED needs (covariates.py)."""
+        return covariate_sums(self.engine, experiment_id, metric, sums, conversion)
 
     def exposure_counters(self, experiment_id: int) -> tuple[dict[str, int], dict[str, float]]:
         """(exposures, expected exposures) per variant, from the counters (O(variants))."""
@@ -189,17 +171,22 @@ class ExposureStore:
         converting = int(new > 0) - int(previous > 0)
         self._add_metric(conn, experiment_id, variant, metric, shard_of(uid), MetricSums(
             users=converting, events=1, total=value, total_sq=new * new - previous * previous),
-            covariate=covariate or 0.0, value=value, converting=converting)
+            covariate=covariate, value=value, converting=converting)
         return OutcomeReceipt(variant, duplicate=False, converting=converting,
                               exposed_at=exposed_at)
 
     @staticmethod
     def _add_metric(conn: Connection, experiment_id: int, variant: str, metric: str,
-                    shard: int, delta: MetricSums, covariate: float = 0.0, value: float = 0.0,
-                    converting: int = 0) -> None:
-        """Add `delta` to the shard's counters, with the covariate's products (x times the
-        change of the uid's total, and of its conversion) for CUPED."""
+                    shard: int, delta: MetricSums, covariate: float | None = None,
+                    value: float = 0.0, converting: int = 0) -> None:
+        """Add `delta` to the shard's counters, with what CUPED needs when the uid came with a
+        covariate: x times the change of the uid's total and of its conversion, and those
+        changes themselves."""
+        covered = covariate is not None
+        covariate = covariate or 0.0
         updated = conn.execute(ADD_VARIANT_METRIC, {
+            "p_covered_total": value if covered else 0.0,
+            "p_covered_converting": converting if covered else 0,
             "p_experiment": experiment_id, "p_variant": variant, "p_metric": metric,
             "p_shard": shard, "p_users": delta.users, "p_events": delta.events,
             "p_total": delta.total, "p_total_sq": delta.total_sq,
@@ -211,7 +198,9 @@ class ExposureStore:
                 "shard": shard, "users": delta.users, "events": delta.events,
                 "total": delta.total, "total_sq": delta.total_sq,
                 "covariate_total": covariate * value,
-                "covariate_converting": covariate * converting})
+                "covariate_converting": covariate * converting,
+                "covered_total": value if covered else 0.0,
+                "covered_converting": converting if covered else 0})
 
     def metric_sums(self, experiment_id: int, metric: str) -> dict[str, MetricSums]:
         with translated("reading metric counters"), self.engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 tables: model registry, experiments, variants, exposures.
+"""SQLAlchemy 2 tables: model registry, experiments, variants, exposures. The tables of the
+experiment's history over time are in history_schema.py.
 
 The schema itself is created by the Alembic migrations in migrations/, never by create_all.
 """
@@ -134,22 +135,10 @@ class VariantMetric(Base):
     total_sq: Mapped[float] = mapped_column(DOUBLE)
     covariate_total: Mapped[float] = mapped_column(DOUBLE, default=0.0)  # sum of x * total
     covariate_converting: Mapped[float] = mapped_column(DOUBLE, default=0.0)  # x * (total > 0)
-
-
-class CounterSnapshot(Base):
-    """A variant's counters at one minute, written by the supervisor: the history the
-    effect-over-time chart is computed from."""
-
-    __tablename__ = "counter_snapshots"
-
-    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
-    taken_at: Mapped[datetime] = mapped_column(TIME, primary_key=True)
-    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
-    exposures: Mapped[int] = mapped_column(BigInteger)
-    users: Mapped[int] = mapped_column(BigInteger)
-    events: Mapped[int] = mapped_column(BigInteger)
-    total: Mapped[float] = mapped_column(DOUBLE)
-    total_sq: Mapped[float] = mapped_column(DOUBLE)
+    # The uid's total and conversion, over the uids that came with a covariate (CUPED's
+    # missing-covariate indicator needs the rest's sum).
+    covered_total: Mapped[float] = mapped_column(DOUBLE, default=0.0)
+    covered_converting: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class UserMetric(Base):

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from ml_api.records.engine import translated
-from ml_api.records.schema import CounterSnapshot
+from ml_api.records.history_schema import CounterSnapshot
 from ml_api.stats.results import MetricSums
 
 _TABLE = CounterSnapshot.__table__

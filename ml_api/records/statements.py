@@ -46,7 +46,11 @@ ADD_VARIANT_METRIC = update(_variant_metrics).where(
          covariate_total=_variant_metrics.c.covariate_total
          + bindparam("p_covariate_total", type_=Float),
          covariate_converting=_variant_metrics.c.covariate_converting
-         + bindparam("p_covariate_converting", type_=Float))
+         + bindparam("p_covariate_converting", type_=Float),
+         covered_total=_variant_metrics.c.covered_total
+         + bindparam("p_covered_total", type_=Float),
+         covered_converting=_variant_metrics.c.covered_converting
+         + bindparam("p_covered_converting"))
 
 
 @functools.lru_cache(maxsize=32)

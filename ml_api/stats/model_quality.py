@@ -103,9 +103,10 @@ def paired_log_loss(primary: np.ndarray, shadow: np.ndarray, tau: float,
 def model_quality(control: str, scored: dict[str, tuple[list[float], list[int]]],
                   paired: dict[str, tuple[list[float], list[float], list[int]]] | None,
                   tau: float, alpha: float = 0.05) -> dict:
-    """The results page's model-quality block: metrics per variant with labels, each
-    challenger's log-loss against the control's, and for shadow experiments the paired
-    comparison of each shadow variant with the primary model."""
+    """The results page's model-quality block: metrics per variant with labels (a shadow
+    model's on the labelled requests it scored too), each challenger's log-loss against the
+    control's, and for shadow experiments the paired comparison of each shadow variant with
+    the primary model."""
     variants = {name: quality_metrics(*scored[name]) for name in scored}
     comparisons = {}
     if control in scored:
@@ -114,6 +115,12 @@ def model_quality(control: str, scored: dict[str, tuple[list[float], list[int]]]
             if name != control:
                 comparisons[name] = compare_log_loss(control_losses, log_losses(scores, labels),
                                                      tau, alpha)
+    for name, (_, shadow, labels) in (paired or {}).items():
+        if name not in variants and labels:  # a shadow model, scored on the same requests
+            variants[name] = quality_metrics(shadow, labels)
+            if control in scored:
+                comparisons[name] = compare_log_loss(log_losses(*scored[control]),
+                                                     log_losses(shadow, labels), tau, alpha)
     block = {"variants": variants, "log_loss_vs_control": comparisons}
     if paired is not None:
         block["paired"] = {name: paired_log_loss(log_losses(primary, labels),

@@ -13,7 +13,9 @@ from scipy import stats
 
 from ml_api.domain.experiments import Experiment
 from ml_api.stats import inference as st
+from ml_api.stats.always_valid import Look, running_values
 from ml_api.stats.cuped import CovariateSums, cuped_effect
+from ml_api.stats.decision import SRM_THRESHOLD, decide, decisive_test
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,6 @@ class MetricSums:
     total_sq: float = 0.0   # sum over users of their total squared
 
 
-SRM_THRESHOLD = 0.001
 POWER = 0.8
 
 
@@ -94,30 +95,62 @@ def _required_per_variant(experiment: Experiment, control: dict) -> int | None:
     return math.ceil(2 * (z * sd / mde) ** 2)
 
 
-def _cuped(experiment: Experiment, exposures: dict[str, int],
-           covariates: dict[str, CovariateSums] | None, name: str) -> dict:
-    """The comparison adjusted for the uids' pre-exposure covariate, when every exposed uid
-    of both variants came with one."""
-    control = experiment.control.name
-    if not covariates or not any(c.n for c in covariates.values()):
+def _reduction(experiment: Experiment, comparisons: dict) -> float | None:
+    """The variance-reduction factor the sample size is divided by: with CUPED declared, the
+    smallest observed over the comparisons (each needs its sample), else None."""
+    factors = [c["cuped"]["variance_reduction_factor"] for c in comparisons.values()
+               if c["cuped"]["applied"]]
+    if not experiment.setting("cuped") or not factors or not all(
+            math.isfinite(f) and f > 0 for f in factors):
+        return None
+    return min(factors)
+
+
+def _cuped(experiment: Experiment, covariates: dict[str, CovariateSums] | None,
+           name: str) -> dict:
+    """The comparison adjusted for the uids' pre-exposure covariate, uids without one kept
+    (cuped.py), when the experiment declares a covariate or some uid sent one."""
+    covariates = covariates or {}
+    if not experiment.setting("cuped") and not any(c.n - c.missing
+                                                   for c in covariates.values()):
         return {"applied": False, "reason": "no covariates were sent"}
-    missing = sum(exposures.get(v, 0) - covariates.get(v, CovariateSums()).n
-                  for v in (control, name))
-    if missing:
-        return {"applied": False, "reason": f"{missing} exposed uids came without a covariate"}
-    effect = cuped_effect(covariates[control], covariates[name], experiment.setting("alpha"),
+    effect = cuped_effect(covariates.get(experiment.control.name, CovariateSums()),
+                          covariates.get(name, CovariateSums()), experiment.setting("alpha"),
                           experiment.setting("tau") or experiment.setting("mde"))
     if effect is None:
-        return {"applied": False, "reason": "the covariate does not vary"}
+        return {"applied": False, "reason": "too few uids for the regression"}
     return {"applied": True, **effect}
+
+
+def current_look(comparison: dict, test: str) -> Look | None:
+    """The decisive test's values in this comparison as it stands now, if it has them."""
+    block = comparison["cuped"] if test == "cuped" else comparison
+    if "sequential" not in block:
+        return None
+    estimate = block["adjusted"]["estimate"] if test == "cuped" else block["lift"]["absolute"]
+    low, high = block["sequential"]["absolute_lift_ci"]
+    return Look(None, test, estimate, block["sequential"]["p_value"], low, high)
+
+
+def _add_running(comparisons: dict, test: str, looks: dict[str, list[Look]]) -> None:
+    """Each comparison's running values over its stored looks and the current one, the
+    running p-values Holm-adjusted across the comparisons."""
+    for name, comparison in comparisons.items():
+        now = current_look(comparison, test)
+        comparison["running"] = running_values(looks.get(name, []) + ([now] if now else []))
+    running = [c["running"] for c in comparisons.values() if c["running"]]
+    for value, adjusted in zip(running, st.holm([r["p_value"] for r in running])):
+        value["p_value_adjusted"] = adjusted
 
 
 def experiment_results(experiment: Experiment, exposures: dict[str, int],
                        expected: dict[str, float], sums: dict[str, MetricSums],
-                       covariates: dict[str, CovariateSums] | None = None) -> dict:
+                       covariates: dict[str, CovariateSums] | None = None,
+                       looks: dict[str, list[Look]] | None = None) -> dict:
     """The whole results document of an experiment from its counters: per-variant
     summaries, comparisons against the control (each also adjusted for a covariate with
-    CUPED when every uid came with one), the sample-ratio check, sample size, decision."""
+    CUPED), the running always-valid values over the stored
+    `looks` and this one, the sample-ratio check, sample size, decision."""
     alpha = experiment.setting("alpha")
     names = [v.name for v in experiment.variants]
     summaries = {name: _summary(exposures.get(name, 0), sums.get(name, MetricSums()), alpha)
@@ -128,7 +161,7 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
     comparable = [n for n in names[1:]
                   if summaries[n]["exposures"] > 1 and control["exposures"] > 1]
     comparisons = {n: {**_comparison(control, summaries[n], experiment),
-                       "cuped": _cuped(experiment, exposures, covariates, n)}
+                       "cuped": _cuped(experiment, covariates, n)}
                    for n in comparable}
     if comparisons:
         fixed_adj = st.holm([c["fixed_horizon"]["p_value"] for c in comparisons.values()])
@@ -136,15 +169,18 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
         for comparison, f, s in zip(comparisons.values(), fixed_adj, seq_adj):
             comparison["fixed_horizon"]["p_value_adjusted"] = f
             comparison["sequential"]["p_value_adjusted"] = s
-        if all(c["cuped"]["applied"] for c in comparisons.values()):
-            cuped_adj = st.holm([c["cuped"]["sequential"]["p_value"]
-                                 for c in comparisons.values()])
-            for comparison, adjusted in zip(comparisons.values(), cuped_adj):
-                comparison["cuped"]["sequential"]["p_value_adjusted"] = adjusted
+        adjusted = [c["cuped"] for c in comparisons.values() if c["cuped"]["applied"]]
+        for cuped, p_value in zip(adjusted, st.holm([c["sequential"]["p_value"]
+                                                     for c in adjusted])):
+            cuped["sequential"]["p_value_adjusted"] = p_value
+    _add_running(comparisons, decisive_test(experiment), looks or {})
 
     srm_p = None if experiment.strategy == "shadow" else st.srm_pvalue(
         [exposures.get(n, 0) for n in names], [expected.get(n, 0.0) for n in names])
-    required = _required_per_variant(experiment, control)
+    unadjusted = _required_per_variant(experiment, control)
+    factor = _reduction(experiment, comparisons)
+    required = (math.ceil(unadjusted / factor) if unadjusted and factor
+                else unadjusted)
     active = [n for n in names if experiment.shares.get(n, 0) > 0] or names
     smallest = min(summaries[n]["exposures"] for n in active)
     return {
@@ -160,44 +196,11 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
                 "mismatch": srm_p is not None and srm_p < SRM_THRESHOLD,
                 "expected": {n: expected.get(n, 0.0) for n in names}},
         "sample_size": {"mde": experiment.setting("mde"), "power": POWER,
-                        "per_variant": required,
+                        "per_variant": required, "unadjusted_per_variant": unadjusted,
+                        "variance_reduction_factor": factor,
                         "progress": None if not required else min(1.0, smallest / required)},
         "decision": decide(experiment, summaries, comparisons, srm_p, required),
     }
-
-
-def decide(experiment: Experiment, summaries: dict, comparisons: dict, srm_p: float | None,
-           required: int | None) -> dict:
-    """The decision: which variant wins, or why the experiment keeps running."""
-    alpha = experiment.setting("alpha")
-    control = experiment.control.name
-    if srm_p is not None and srm_p < SRM_THRESHOLD:
-        return {"outcome": "sample_ratio_mismatch", "winner": None, "test": None,
-                "message": f"sample ratio mismatch (p = {srm_p:.2g}): do not trust these results"}
-    cuped = bool(comparisons) and all(c["cuped"]["applied"] for c in comparisons.values())
-    used = "CUPED-adjusted sequential test" if cuped else "sequential test"
-
-    def p_value(c):
-        return (c["cuped"] if cuped else c)["sequential"]["p_value_adjusted"]
-
-    def effect(c):
-        return c["cuped"]["adjusted"]["estimate"] if cuped else c["lift"]["absolute"]
-
-    significant = {n: c for n, c in comparisons.items() if p_value(c) <= alpha}
-    better = {n: c for n, c in significant.items() if effect(c) > 0}
-    if better:
-        winner = max(better, key=lambda n: effect(better[n]))
-        return {"outcome": "winner", "winner": winner, "test": used,
-                "message": f"{winner} wins against {control} ({used}, Holm-adjusted)"}
-    if significant and len(significant) == len(comparisons):
-        return {"outcome": "winner", "winner": control, "test": used,
-                "message": f"{control} wins: every challenger is significantly worse ({used})"}
-    sizes = [summaries[n]["exposures"] for n in summaries]
-    if required and min(sizes) >= required:
-        return {"outcome": "no_significant_difference", "winner": None, "test": used,
-                "message": "the planned sample size is reached without a significant difference"}
-    return {"outcome": "keep_running", "winner": None, "test": used,
-            "message": "not enough evidence yet; keep running"}
 
 
 def effect_over_time(experiment: Experiment, series: list, max_points: int = 120) -> list[dict]:

@@ -2,6 +2,7 @@
 hands over."""
 from alembic import context
 
+from ml_api.records import history_schema  # noqa: F401 (its tables join the metadata)
 from ml_api.records.labels import Base  # the labels table joins schema.py's tables
 
 connection = context.config.attributes["connection"]
