@@ -49,7 +49,10 @@ class GracefulThreadWorker(ThreadWorker):
     def worker_connections(self) -> int:
         """How many connections the worker takes now: up to gunicorn's limit below its
         share or when a connection has waited OVERFLOW_WAIT, else none beyond those held."""
-        if self.nr_conns < self.share or self._overflow_waited():
+        if self.nr_conns < self.share:
+            self._queued_since = None  # a wait seen while full is not this turn's wait
+            return self._connection_limit
+        if self._overflow_waited():
             return self._connection_limit
         return self.nr_conns
 
@@ -71,7 +74,8 @@ class GracefulThreadWorker(ThreadWorker):
         return now - self._queued_since >= OVERFLOW_WAIT
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        if self._queued_since is not None and not self._accepting:  # wake to look again
+        # Wake to look again while running; a stopping worker waits on its connections only.
+        if self.alive and self._queued_since is not None and not self._accepting:
             timeout = min(timeout, max(self._queued_since + OVERFLOW_WAIT - time.monotonic(),
                                        0.0))
         super().wait_for_and_dispatch_events(timeout)
@@ -83,6 +87,7 @@ class GracefulThreadWorker(ThreadWorker):
 
     def release_listeners(self) -> None:
         """Accept what the kernel already queued, then close every listener."""
+        self._queued_since = None
         for listener in self.sockets:
             while True:
                 try:

@@ -84,3 +84,56 @@ def test_a_worker_holding_its_share_leaves_a_new_connection_to_the_others_a_whil
             assert not worker.nr_conns < worker.worker_connections  # queue empty: holds
         finally:
             worker.tmp.close()
+
+
+def test_a_wait_seen_before_the_worker_dropped_below_its_share_does_not_count_later():
+    """A connection left waiting while the worker was full, then taken when it dropped below
+    its share, must not let the next connection skip its own OVERFLOW_WAIT."""
+    import socket
+    import time
+
+    from ml_api import gunicorn_worker
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        worker = make_worker(listener)
+        try:
+            worker.nr_conns = 4
+            with socket.create_connection(listener.getsockname()):
+                assert not worker.nr_conns < worker.worker_connections  # its wait starts
+                worker.nr_conns = 3  # a connection closed: below its share, it accepts
+                assert worker.nr_conns < worker.worker_connections
+                listener.accept()[0].close()
+            time.sleep(gunicorn_worker.OVERFLOW_WAIT)
+            worker.nr_conns = 4
+            with socket.create_connection(listener.getsockname()):  # a new wait, from now
+                assert not worker.nr_conns < worker.worker_connections
+                listener.accept()[0].close()
+        finally:
+            worker.tmp.close()
+
+
+def test_a_stopping_worker_waits_on_its_connections_without_spinning():
+    """Once the run loop has ended, a connection seen waiting before the stop no longer
+    shortens the worker's waits to zero (which would spin a core while it drains)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        worker = make_worker(listener)
+        waits = []
+
+        class Poller:  # records how long the worker asks to wait for events
+            def select(self, timeout):
+                waits.append(timeout)
+                return []
+
+        worker.poller = Poller()
+        try:
+            worker.nr_conns = 4
+            with socket.create_connection(listener.getsockname()):
+                assert not worker.nr_conns < worker.worker_connections  # a wait is seen
+                worker._accepting = False
+                worker.alive = False  # the run loop has ended: the stop
+                worker.wait_for_and_dispatch_events(timeout=1.0)
+        finally:
+            worker.tmp.close()
+        assert waits == [1.0]
