@@ -33,7 +33,6 @@ import pymysql
 import redis
 
 from load_test.processes import ROOT, Gunicorn, settings_env
-from load_test.spread import over_even, shares
 from ml_api.serving.training import train_demo_models
 from ml_api.settings import Settings
 from ml_api.validation import PredictRequest
@@ -142,6 +141,17 @@ def warm_up(wrk: str, server: Gunicorn, args, env: dict[str, str]) -> int:
         if misses - before <= WARM_MISS_SHARE * result["requests"]:
             break
     return run
+
+
+def shares(amounts: list[float]) -> list[float]:
+    """Each worker's share of a run's total (all zeros when there was nothing)."""
+    total = sum(amounts)
+    return [round(a / total, 3) if total else 0.0 for a in amounts]
+
+
+def over_even(worker_shares: list[float]) -> float:
+    """The busiest worker's share over an even share: 1.0 is a perfect spread."""
+    return round(max(worker_shares) * len(worker_shares), 3)
 
 
 def run_wrk(wrk: str, url: str, duration: float, connections: int, threads: int,

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from prometheus_client.mmap_dict import MmapedDict
 
+from load_test.bench import (embedded_backends, ensure_wrk, over_even, run_wrk, shares,
+                             worker_cpu_seconds, wrk_env)
 from load_test.processes import Gunicorn, settings_env
 
 REQUESTS_METRIC = "ml_api_requests_total"
@@ -59,22 +61,9 @@ def connections_held(pids: list[int], port: int) -> list[int]:
     return held
 
 
-def shares(amounts: list[float]) -> list[float]:
-    """Each worker's share of a run's total (all zeros when there was nothing)."""
-    total = sum(amounts)
-    return [round(a / total, 3) if total else 0.0 for a in amounts]
-
-
-def over_even(worker_shares: list[float]) -> float:
-    """The busiest worker's share over an even share: 1.0 is a perfect spread."""
-    return round(max(worker_shares) * len(worker_shares), 3)
-
-
 def measure_spread(wrk: str, server: Gunicorn, metrics_dir: Path, runs: int, duration: float,
                    connections: int, threads: int, env: dict[str, str]) -> list[dict]:
     """`runs` wrk runs, each with its own connections; every run's per-worker shares."""
-    from load_test.bench import run_wrk, worker_cpu_seconds  # bench imports this module
-
     pids = server.worker_pids()
     # Warm-up runs until each worker has served some of a run: a worker still loading its
     # models when the server is first ready leaves every connection to the others.
@@ -104,8 +93,6 @@ def measure_spread(wrk: str, server: Gunicorn, metrics_dir: Path, runs: int, dur
 
 
 def main(argv: list[str] | None = None) -> int:
-    from load_test.bench import embedded_backends, ensure_wrk, wrk_env
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--duration", type=float, default=3)

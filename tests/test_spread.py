@@ -24,9 +24,8 @@ def spread_runs(settings, tmp_path, runs: int, connections: int) -> list[dict]:
 
 def test_eight_keep_alive_connections_on_two_workers_give_each_worker_its_share(
         embedded_settings, tmp_path):
-    """Each run opens 8 connections at once. Stock gthread let the first worker to wake
-    accept all of them in about a third of such runs, and the other worker served
-    nothing for the whole run."""
+    """Each run opens 8 connections at once. Stock gthread could let the first worker to
+    wake accept all of them, and the other worker served nothing for the whole run."""
     runs = spread_runs(embedded_settings, tmp_path, runs=5, connections=8)
     assert all(run["failures"] == 0 for run in runs), runs
     assert all(run["requests_over_even"] <= spread.SPREAD_BOUND for run in runs), runs
