@@ -53,10 +53,15 @@ def compare_with_statsmodels(x, treated, y, n0, alpha=0.05):
         assert result is None
         return None
     assert result["adjusted"]["estimate"] == pytest.approx(fit.params[1], rel=1e-6, abs=1e-9)
+    # The fit works from per-arm sums: its residual variance is a difference of sums of
+    # squares, exact to about 1e-12 of y's scale, so a perfect fit's standard error (0 in
+    # exact arithmetic) comes out near the square root of that, not near 0.
+    se_floor = np.sqrt(1e-12 * (1 + y.var()))
     assert np.sqrt(result["adjusted"]["variance"]) == pytest.approx(fit.bse[1], rel=1e-6,
-                                                                    abs=1e-9)
+                                                                    abs=se_floor)
+    quantile = stats.t.ppf(1 - alpha / 2, fit.df_resid)
     assert result["adjusted"]["ci"] == pytest.approx(list(fit.conf_int(alpha)[1]), rel=1e-6,
-                                                     abs=1e-9)
+                                                     abs=1e-9 + quantile * se_floor)
     assert result["degrees_of_freedom"] == fit.df_resid
     plain = sm.OLS(y, np.column_stack([np.ones_like(y), treated])).fit()
     assert result["unadjusted"]["estimate"] == pytest.approx(plain.params[1], abs=1e-9)
@@ -84,6 +89,16 @@ def test_missing_covariates_stay_in_and_the_fit_is_statsmodels_ols(n0, n1, binar
     x, treated, y = simulate(rng, n0, n1, effect=0.3, slope=0.8, noise=1.0, binary=binary,
                              missing=missing)
     compare_with_statsmodels(x, treated, y, n0)
+
+
+def test_a_perfect_fit_with_most_covariates_missing_matches_statsmodels_to_the_sums_precision():
+    """Two and four converting-or-not uids, 70% without a covariate: the regression fits
+    exactly: statsmodels' standard error is at rounding level, the sums' at the square root
+    of their precision, and both are right to that precision."""
+    rng = np.random.default_rng(4)
+    x, treated, y = simulate(rng, 2, 4, effect=0.3, slope=0.8, noise=1.0, binary=True,
+                             missing=0.7)
+    compare_with_statsmodels(x, treated, y, 2)
 
 
 @pytest.mark.parametrize("n0,n1", [(2, 2), (2, 3), (3, 2)])
