@@ -94,7 +94,7 @@ class ModelRegistry:
         models = {}
         for spec in read_manifest(models_dir):
             data = read_verified_bytes(models_dir, spec)
-            models[spec.key] = LoadedModel(spec, joblib.load(io.BytesIO(data)))
+            models[spec.key] = _loaded(spec, data)
         return cls(models)
 
     def get(self, key: str) -> LoadedModel | None:
@@ -108,6 +108,20 @@ class ModelRegistry:
 
     def specs(self) -> list[ModelSpec]:
         return [m.spec for m in self._models.values()]
+
+
+# Models this process has loaded and gated, by their manifest entry: the same verified bytes
+# and reference give the same model, so an app built again in one process (the tests, the
+# CLI) neither unpickles nor gates them twice. Entries are immutable once built.
+_LOADED: dict[str, LoadedModel] = {}
+
+
+def _loaded(spec: ModelSpec, data: bytes) -> LoadedModel:
+    """The LoadedModel of these verified bytes under this manifest entry, built once."""
+    key = json.dumps(spec.to_dict(), sort_keys=True)
+    if key not in _LOADED:
+        _LOADED[key] = LoadedModel(spec, joblib.load(io.BytesIO(data)))
+    return _LOADED[key]
 
 
 def register_model(
