@@ -108,3 +108,15 @@ def test_results_and_dashboard_link_to_kibana_only_when_it_is_set(embedded_setti
     assert control["selectedOptions"] == ["demo"]
     page = client.get("/dashboard", headers=HEADERS).get_data(as_text=True)
     assert link in page  # what the page's "events in Kibana" link opens
+
+
+def test_results_with_a_kibana_link_load_the_experiment_once(embedded_settings, monkeypatch):
+    from ml_api.experiments.admin import ExperimentAdmin
+    client = create_app(dataclasses.replace(embedded_settings,
+                                            kibana_url="http://localhost:5601")).test_client()
+    loaded = []
+    load = ExperimentAdmin._load
+    monkeypatch.setattr(ExperimentAdmin, "_load",
+                        lambda self, name: loaded.append(name) or load(self, name))
+    assert client.get("/experiments/demo/results", headers=HEADERS).status_code == 200
+    assert loaded == ["demo"]
