@@ -71,9 +71,76 @@ def test_the_link_selects_the_experiment_and_starts_at_its_start(name, start):
     assert global_state["time"] == {
         "from": start.replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "to": "now"}
-    control = app_state["controlGroupState"]["initialChildControlState"]["experiment"]
-    assert control["selectedOptions"] == [name] and control["singleSelect"] is True
-    assert control["fieldName"] == "experiment" and control["dataViewId"] == "ml-api-requests"
+    [control] = app_state["controlGroupInput"]["controls"]
+    assert control["id"] == "experiment" and control["type"] == "optionsListControl"
+    config = control["controlConfig"]
+    assert config["selectedOptions"] == [name] and config["singleSelect"] is True
+    assert config["fieldName"] == "experiment" and config["dataViewId"] == "ml-api-requests"
+
+
+# The `_a` state Kibana 8.19 writes for a dashboard with one options-list control, transcribed
+# from Kibana's src/platform/plugins/shared/dashboard/public/dashboard_app/url/bwc/
+# extract_control_group_state.test.ts (its ">= 8.19 to <9.4 state" case).
+KIBANA_819_APP_STATE = {
+    "controlGroupInput": {
+        "controls": [
+            {
+                "controlConfig": {
+                    "dataViewId": "90943e30-9a47-11e8-b64d-95841ca0b247",
+                    "fieldName": "machine.os.keyword",
+                    "selectedOptions": ["win 7"],
+                },
+                "grow": True,
+                "type": "optionsListControl",
+                "width": "small",
+            },
+        ],
+    },
+}
+# What a control of ControlGroupSerializedState may carry beside those (Kibana's
+# src/platform/plugins/shared/controls/common/control_group/types.ts: `id`, `order`).
+CONTROL_KEYS = {"id", "order"}
+# What an options list's config may carry beside those (its serialized state: the selector's
+# title and single selection).
+OPTIONS_LIST_KEYS = {"title", "singleSelect"}
+
+
+def shape_errors(app_state: dict, reference: dict = KIBANA_819_APP_STATE) -> list[str]:
+    """Where `app_state` leaves the shape of Kibana 8.19's own `_a` control state."""
+    if set(app_state) != set(reference):
+        return [f"top-level keys {sorted(app_state)}, Kibana 8.19 reads {sorted(reference)}"]
+    controls = app_state["controlGroupInput"].get("controls")
+    if not isinstance(controls, list) or not controls:
+        return ["controlGroupInput.controls is not a non-empty list"]
+    [model] = reference["controlGroupInput"]["controls"]
+    errors = []
+    for control in controls:
+        if not set(model) <= set(control) <= set(model) | CONTROL_KEYS:
+            errors.append(f"control keys {sorted(control)}")
+        elif not (set(model["controlConfig"]) <= set(control["controlConfig"])
+                  <= set(model["controlConfig"]) | OPTIONS_LIST_KEYS):
+            errors.append(f"controlConfig keys {sorted(control['controlConfig'])}")
+    return errors
+
+
+def test_the_link_has_the_control_state_shape_kibana_819_writes():
+    """Checked against the shape transcribed from Kibana's own source
+    (src/platform/plugins/shared/dashboard/public/dashboard_app/url/bwc/
+    extract_control_group_state.test.ts), not against our own decoding."""
+    _, _, app_state = read_link(kibana_dashboard_url("http://k", "it's!", "2024-01-02T03:04:05"))
+    assert shape_errors(app_state) == []
+
+
+def test_the_8_16_to_8_18_form_is_not_the_819_shape():
+    """The form the link once wrote, which Kibana's tests name the 8.16 to 8.18 one."""
+    old = {"controlGroupState": {"initialChildControlState": {"experiment": {
+        "type": "optionsListControl", "order": 0, "dataViewId": "ml-api-requests",
+        "fieldName": "experiment", "selectedOptions": ["x"]}}}}
+    assert shape_errors(old) != []
+    flat = {"controlGroupInput": {"controls": [
+        {"type": "optionsListControl", "grow": True, "width": "small", "fieldName": "x",
+         "dataViewId": "d", "selectedOptions": ["x"]}]}}
+    assert shape_errors(flat) != []
 
 
 def test_an_experiment_never_started_opens_on_the_last_day():
@@ -104,7 +171,19 @@ def test_results_and_dashboard_link_to_kibana_only_when_it_is_set(embedded_setti
     _, global_state, app_state = read_link(link)
     assert started and global_state["time"]["from"] == datetime.fromisoformat(started).astimezone(
         timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    control = app_state["controlGroupState"]["initialChildControlState"]["experiment"]
-    assert control["selectedOptions"] == ["demo"]
+    [control] = app_state["controlGroupInput"]["controls"]
+    assert control["controlConfig"]["selectedOptions"] == ["demo"]
     page = client.get("/dashboard", headers=HEADERS).get_data(as_text=True)
     assert link in page  # what the page's "events in Kibana" link opens
+
+
+def test_results_with_a_kibana_link_load_the_experiment_once(embedded_settings, monkeypatch):
+    from ml_api.experiments.admin import ExperimentAdmin
+    client = create_app(dataclasses.replace(embedded_settings,
+                                            kibana_url="http://localhost:5601")).test_client()
+    loaded = []
+    load = ExperimentAdmin._load
+    monkeypatch.setattr(ExperimentAdmin, "_load",
+                        lambda self, name: loaded.append(name) or load(self, name))
+    assert client.get("/experiments/demo/results", headers=HEADERS).status_code == 200
+    assert loaded == ["demo"]

@@ -201,3 +201,37 @@ def test_a_thread_moves_to_a_new_file_when_full_and_the_full_one_goes_once_writt
     assert ahead.pending() == 0
     ahead.close()
     assert not list((tmp_path / "ahead").iterdir())
+
+
+def first_seen(services, experiment_id, uid) -> float:
+    """The exposure row's first_seen, as time.time() seconds."""
+    from datetime import timezone
+
+    from ml_api.records.statements import FIND_EXPOSURE
+    with services.exposures.engine.connect() as conn:
+        _, _, seen = conn.execute(FIND_EXPOSURE, {"p_experiment": experiment_id,
+                                                  "p_uid": uid}).one()
+    return seen.replace(tzinfo=timezone.utc).timestamp()
+
+
+def test_first_seen_is_when_the_uid_was_claimed_not_when_its_batch_was_written(real_settings):
+    services = services_of(real_settings)
+    services.write_ahead.stop()  # this test writes the batch itself, a while later
+    demo = services.catalog.get("demo")
+    before = time.time()
+    predict(services, "claimed-ahead")
+    after = time.time()
+    time.sleep(1.5)
+    assert services.write_ahead.flush() == 1
+    assert before - 1e-6 <= first_seen(services, demo.id, "claimed-ahead") <= after + 1e-6
+
+
+def test_first_seen_of_a_spooled_exposure_is_when_it_was_spooled_not_replayed(real_settings):
+    services = services_of(real_settings)
+    demo = services.catalog.get("demo")
+    before = time.time()
+    services.spool.add_exposure(demo.id, "claimed-spooled", demo.variants[0].name, demo.shares)
+    after = time.time()
+    time.sleep(1.5)  # the outage
+    assert services.spool.replay(services.exposures) == 1
+    assert before - 1e-6 <= first_seen(services, demo.id, "claimed-spooled") <= after + 1e-6

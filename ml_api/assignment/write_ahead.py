@@ -56,7 +56,8 @@ class WriteAhead:
             covariate: float | None) -> None:
         """Make a first exposure durable; this process writes it to the database soon.
         OSError if the disk cannot take it."""
-        self._log.append(NewExposure(experiment.id, uid, variant, experiment.shares, covariate))
+        self._log.append(NewExposure(experiment.id, uid, variant, experiment.shares, covariate,
+                                     time.time()))
         if self._thread is None:
             self._start()
         if not self._ready.is_set():  # set() takes a lock; the thread clears it before flushing

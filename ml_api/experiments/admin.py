@@ -104,6 +104,13 @@ class ExperimentAdmin:
         """Everything the results page shows; `model_quality=False` skips reading labels."""
         return self._reader.results(self._load(name), model_quality)
 
+    def results_and_start(self, name: str) -> tuple[dict, str | None]:
+        """The results and the experiment's start (ISO 8601; None before it starts), from one
+        load of the experiment."""
+        experiment = self._load(name)
+        since = experiment.started_at
+        return self._reader.results(experiment), since.isoformat() if since else None
+
     def take_look(self, name: str, at) -> dict:
         """Store the comparisons' decisive tests as the look at `at`; the results with it."""
         return self._reader.take_look(self._load(name), at)

@@ -80,10 +80,10 @@ def create_admin(experiments: ExperimentAdmin, token: str, body_limit: int,
 
     @admin.get("/experiments/<name>/results")
     def results(name: str) -> Response:
-        body = experiments.results(name)
-        if kibana_url:
-            body["kibana_url"] = kibana_dashboard_url(kibana_url, name,
-                                                      experiments.get(name)["started_at"])
+        if not kibana_url:
+            return json_response(experiments.results(name))
+        body, since = experiments.results_and_start(name)
+        body["kibana_url"] = kibana_dashboard_url(kibana_url, name, since)
         return json_response(body)
 
     @admin.get("/experiments/<name>/audit")

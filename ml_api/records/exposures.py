@@ -54,15 +54,18 @@ class ExposureStore:
 
     def record_exposure(self, experiment_id: int, uid: str, variant: str,
                         shares: dict[str, float] | None = None,
-                        covariate: float | None = None) -> tuple[str, bool]:
+                        covariate: float | None = None,
+                        claimed_at: float | None = None) -> tuple[str, bool]:
         """Record the first exposure; returns the variant held durably for this uid, and
         whether this call recorded it.
 
         The unique key (experiment_id, uid) makes the database the final arbiter: if another
         worker or replica recorded this uid first, its variant is returned instead. `shares`
         (each variant's share of new uids now) feeds the expected counts of the SRM check.
+        `claimed_at` (time.time()) is the first_seen of an exposure recorded late; None: now.
         """
-        first = NewExposure(experiment_id, uid, variant, shares or {variant: 1.0}, covariate)
+        first = NewExposure(experiment_id, uid, variant, shares or {variant: 1.0}, covariate,
+                            claimed_at)
         return self.record_exposures([first])[(experiment_id, uid)]
 
     @retrying()

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from sqlalchemy.engine import Engine
 
 from ml_api.records.engine import SHARDS, utcnow
 from ml_api.records.statements import FIND_EXPOSURES, INSERT_EXPOSURE, counter_update
+
+
+def _naive_utc(moment: float) -> datetime:
+    return datetime.fromtimestamp(moment, timezone.utc).replace(tzinfo=None)
 
 
 def shard_of(uid: str) -> int:
@@ -22,13 +27,16 @@ def shard_of(uid: str) -> int:
 @dataclass(frozen=True)
 class NewExposure:
     """A uid's first exposure, to be recorded: its group, each variant's share of new uids
-    when it was given (for the SRM check), and its covariate if it came with one."""
+    when it was given (for the SRM check), its covariate if it came with one, and when it
+    was claimed (time.time()), which becomes its first_seen however late the row is written;
+    None means when it is written."""
 
     experiment_id: int
     uid: str
     variant: str
     shares: dict[str, float]
     covariate: float | None = None
+    claimed_at: float | None = None
 
 
 def _counted(experiment_id: int, exposures: list[NewExposure]):
@@ -71,6 +79,7 @@ def insert_exposures(engine: Engine, new: list[NewExposure]) -> None:
     with engine.begin() as conn:
         conn.execute(INSERT_EXPOSURE, [
             {"experiment_id": e.experiment_id, "uid": e.uid, "variant": e.variant,
-             "first_seen": now, "covariate": e.covariate} for e in new])
+             "first_seen": now if e.claimed_at is None else _naive_utc(e.claimed_at),
+             "covariate": e.covariate} for e in new])
         for experiment_id, exposures in by_experiment.items():
             conn.execute(*_counted(experiment_id, exposures))

@@ -100,7 +100,8 @@ class Spool:
                      shares: dict[str, float], covariate: float | None = None) -> None:
         """Spool a first exposure accepted while the database is down."""
         self._add("exposure", {"experiment_id": experiment_id, "uid": uid, "variant": variant,
-                               "shares": shares, "covariate": covariate})
+                               "shares": shares, "covariate": covariate,
+                               "claimed_at": time.time()})
 
     def add_outcome(self, experiment_id: int, uid: str, metric: str, value: float,
                     event_id: str | None) -> str:

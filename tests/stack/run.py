@@ -29,6 +29,7 @@ import requests
 from load_test.processes import free_port
 from tests.kibana_scenario import FEATURES, drive, mismatches, of_experiments
 from tests.stack.engine import ROOT, Engine
+from tests.stack.sink import sink_events_of
 
 PROJECT = "mlapistack"
 TOKEN = "dev-admin-token"          # the README's walkthrough token, so its blocks run as printed
@@ -441,8 +442,7 @@ class Checks:
 
     def sink_events(self) -> list[dict]:
         """Every event the Logstash sink has received so far."""
-        lines = self.stack.exec("logstash", "cat", "/data/events.jsonl").stdout.splitlines()
-        return [json.loads(line) for line in lines]
+        return sink_events_of(self.stack.exec("logstash", "cat", "/data/events.jsonl").stdout)
 
     def events_reach_the_logstash_sink(self) -> str:
         events = self.sink_events()
