@@ -75,7 +75,8 @@ def test_a_batch_counts_each_uid_once_with_some_recorded_before_and_one_twice(re
     sums = store.covariate_sums(demo.id, "conversion", store.metric_sums(demo.id, "conversion"),
                                 conversion=True)
     assert (sums["control"].n, sums["control"].x, sums["control"].x2) == (1, 2.0, 4.0)
-    assert (sums["variation"].n, sums["variation"].x) == (1, 3.0)
+    # Every exposed uid counts; "earlier" came without a covariate and stays in as missing.
+    assert (sums["variation"].n, sums["variation"].missing, sums["variation"].x) == (2, 1, 3.0)
 
 
 def test_feedback_right_after_the_answer_finds_the_exposure_written_ahead(real_settings):
