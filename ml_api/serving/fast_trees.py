@@ -105,7 +105,7 @@ def tree_scorer(model, n_features: int) -> FastScorer | None:
     exec(compile("\n".join(lines), "<gradient boosting trees>", "exec"), namespace)
     raw_score = namespace["raw_score"]
 
-    def score(row) -> tuple[bool | None, float]:
+    def score(row, magnitude: float | None = None) -> tuple[bool | None, float]:
         raw = raw_score(row)
         return raw >= 0, sigmoid(factor * raw)
 

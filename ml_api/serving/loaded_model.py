@@ -60,28 +60,32 @@ class LoadedModel:
         this row: the fast path's (docs/api.md), 0 for the estimator's own methods."""
         return self._fast.tolerance(row) if self._fast is not None else 0.0
 
-    def predict(self, row: Sequence[float]) -> tuple[object, float | None]:
+    def predict(self, row: Sequence[float],
+                magnitude: float | None = None) -> tuple[object, float | None]:
         """(prediction, score): score is the positive-class probability for a binary classifier,
         the predicted class's probability for a multi-class one, None without predict_proba.
-        InvalidFeatures when the estimator refuses the row or gives it no finite score."""
+        InvalidFeatures when the estimator refuses the row or gives it no finite score.
+        `magnitude`: the row's largest |value|, when the caller has it."""
         if self._score is not None:
             try:
-                positive, score = self._score(row)
+                positive, score = self._score(row, magnitude)
             except RefusedRow as exc:
                 raise InvalidFeatures(f"model {self.spec.key} refuses these features: {exc}")
             if positive is not None:
                 return self._classes[positive], score
-        return self._own(row)
+        return self._own(row, magnitude)
 
     def check(self, row: Sequence[float], magnitude: float) -> None:
         """InvalidFeatures, before anything is stored, if this model would refuse the row
         (`magnitude`: its largest |value|)."""
         if magnitude > self.safe_magnitude:
-            self.predict(row)
+            self.predict(row, magnitude)
 
-    def _own(self, row: Sequence[float]) -> tuple[object, float | None]:
+    def _own(self, row: Sequence[float], magnitude: float | None) -> tuple[object, float | None]:
         x = np.asarray(row, dtype=np.float64).reshape(1, -1)
-        checked = max(map(abs, row)) > UNCHECKED_MAGNITUDE
+        if magnitude is None:
+            magnitude = max(map(abs, row))
+        checked = magnitude > UNCHECKED_MAGNITUDE
         try:
             # Finiteness is checked before rows get here; skipping sklearn's own check saves a
             # share of a single-row call, but not where a float32 cast may overflow.

@@ -129,7 +129,7 @@ class PredictionService:
         model = self._model(variant.model_key, experiment.name, variant.name)
         model_started = time.perf_counter()
         try:
-            prediction, score = model.predict(row)
+            prediction, score = model.predict(row, magnitude)
         except InvalidFeatures as exc:  # the model itself refuses the row: a client error
             raise with_event_fields(exc, experiment=experiment.name, group=variant.name,
                                     model_name=model.spec.name,
