@@ -18,8 +18,7 @@ from ml_api.serving.fast_scorer import RefusedRow
 
 log = logging.getLogger(__name__)
 # Rows within this magnitude go to the estimator with scikit-learn's finiteness checks off
-# (the service has checked finiteness); larger ones get every check, and are looked at
-# before anything is stored (LoadedModel.check).
+# (the service has checked finiteness); larger ones get every check.
 UNCHECKED_MAGNITUDE = 2.0 ** 53
 # Estimators whose predict is by definition the argmax of their predict_proba.
 ARGMAX_PREDICT = (RandomForestClassifier, ExtraTreesClassifier, DecisionTreeClassifier)
@@ -44,9 +43,12 @@ class LoadedModel:
         self._fast = fast_scorer(estimator, self.n_features, spec.reference, spec.key) \
             if self.binary else None
         self._score = self._fast.score if self._fast is not None else None
-        # Rows with every |value| up to this are never refused by this model.
+        # Rows with every |value| up to this are never refused by this model. Only a restated
+        # scorer knows such a bound; an estimator of any other kind may refuse any row (a
+        # log transform refuses negative values), so each row is put to it before anything
+        # is stored (check).
         self.safe_magnitude = (self._fast.safe_magnitude if self._fast is not None
-                               else UNCHECKED_MAGNITUDE)
+                               else -math.inf)
         final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
         self._argmax_predict = isinstance(final, ARGMAX_PREDICT)
 
@@ -75,11 +77,13 @@ class LoadedModel:
                 return self._classes[positive], score
         return self._own(row, magnitude)
 
-    def check(self, row: Sequence[float], magnitude: float) -> None:
-        """InvalidFeatures, before anything is stored, if this model would refuse the row
-        (`magnitude`: its largest |value|)."""
+    def check(self, row: Sequence[float], magnitude: float) -> tuple[object, float | None] | None:
+        """Before anything is stored: InvalidFeatures if this model would refuse the row
+        (`magnitude`: its largest |value|), else its answer, or None when it refuses no row
+        of that magnitude and was not asked."""
         if magnitude > self.safe_magnitude:
-            self.predict(row, magnitude)
+            return self.predict(row, magnitude)
+        return None
 
     def _own(self, row: Sequence[float], magnitude: float | None) -> tuple[object, float | None]:
         x = np.asarray(row, dtype=np.float64).reshape(1, -1)
