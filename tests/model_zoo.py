@@ -19,7 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from ml_api.serving.registry import LoadedModel, ModelSpec, reference_of
+from ml_api.domain.models import ModelSpec
+from ml_api.serving.loaded_model import LoadedModel
+from ml_api.serving.registry import reference_of
 from ml_api.serving.training import demo_dataset
 
 X, Y, NAMES = demo_dataset()

@@ -14,7 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from ml_api.serving import fast_proba as fast_proba_module
 from ml_api.serving.fast_gate import boundary_rows
 from ml_api.serving.fast_proba import fast_scorer
-from ml_api.serving.registry import LoadedModel, ModelRegistry
+from ml_api.serving.loaded_model import LoadedModel
+from ml_api.serving.registry import ModelRegistry
 from ml_api.serving.training import demo_dataset
 from tests.model_zoo import fitted, loaded, spec
 

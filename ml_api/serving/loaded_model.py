@@ -3,7 +3,6 @@ its own predict and predict_proba. Either way the answer is the estimator's own:
 always model.predict(row), and a row the estimator refuses is InvalidFeatures."""
 from __future__ import annotations
 
-import logging
 import math
 from typing import Sequence
 
@@ -16,7 +15,6 @@ from ml_api.errors import InvalidFeatures
 from ml_api.serving.fast_proba import fast_scorer
 from ml_api.serving.fast_scorer import RefusedRow
 
-log = logging.getLogger(__name__)
 # Rows within this magnitude go to the estimator with scikit-learn's finiteness checks off
 # (the service has checked finiteness); larger ones get every check.
 UNCHECKED_MAGNITUDE = 2.0 ** 53
