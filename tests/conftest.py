@@ -129,15 +129,20 @@ def real_settings(models_dir, mysql_url, redis_prefix, tmp_path) -> Settings:
     return settings
 
 
-@pytest.fixture
-def embedded_settings(models_dir, tmp_path) -> Settings:
-    """The embedded default (in-process cache, SQLite file), initialised."""
+def embedded(models_dir, tmp_path) -> Settings:
+    """The embedded default (in-process cache, SQLite file) on these models, initialised."""
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'ml_api.sqlite3'}",
                         models_dir=models_dir, experiment_refresh_seconds=0,
                         supervisor_interval_seconds=0,
                         admin_token=ADMIN_TOKEN, spool_path=tmp_path / "spool.sqlite3")
     init_database(settings)
     return settings
+
+
+@pytest.fixture
+def embedded_settings(models_dir, tmp_path) -> Settings:
+    """The embedded default (in-process cache, SQLite file), initialised."""
+    return embedded(models_dir, tmp_path)
 
 
 @pytest.fixture(params=["embedded", "real"])

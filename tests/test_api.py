@@ -2,14 +2,23 @@
 Redis + MariaDB (each test runs on both)."""
 import io
 import json
+import shutil
 
+import joblib
+import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from ml_api import create_app
 from ml_api.http.jsonio import read_body, read_json_body
+from ml_api.serving.registry import register_model
 from ml_api.serving.training import demo_dataset
+from tests.conftest import embedded
 from tests.helpers import FEATURE_NAMES, FEATURES, settle
 
 
@@ -134,6 +143,32 @@ def test_bad_input_gets_a_json_error_and_stores_nothing(client, services, body, 
     assert payload["error"] == code and payload["message"]
     experiment = services.catalog.get("demo")
     assert services.exposures.exposure_counts(experiment.id) == {}
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log1p:RuntimeWarning")
+def test_row_a_model_without_fast_path_refuses_gets_422_and_stores_nothing(models_dir,
+                                                                           tmp_path):
+    """A control that logs its features gives -2 no finite score: the row is refused before
+    the uid gets a group, whichever group that would be, and no exposure is stored."""
+    directory = tmp_path / "models"
+    shutil.copytree(models_dir, directory)
+    x, y, names = demo_dataset()
+    joblib.dump(make_pipeline(FunctionTransformer(np.log1p), LogisticRegression(max_iter=5000))
+                .fit(x, y), tmp_path / "log.joblib")
+    register_model(directory, tmp_path / "log.joblib", "logreg", "1", names)
+    app = create_app(embedded(directory, tmp_path))
+    services, client = app.extensions["ml_api"], app.test_client()
+    assert services.registry.get("logreg@1").fast_path is None
+    for i in range(8):
+        response = post(client, {"uid": f"user-{i}", "features": [-2.0] + FEATURES[1:]})
+        assert response.status_code == 422
+        assert response.get_json()["error"] == "invalid_features"
+    settle(services)
+    experiment = services.catalog.get("demo")
+    assert services.exposures.exposure_counts(experiment.id) == {}
+    assert post(client, {"uid": "user-0", "features": FEATURES}).status_code == 200
+    settle(services)
+    assert sum(services.exposures.exposure_counts(experiment.id).values()) == 1
 
 
 def test_body_over_the_limit_is_413(client, services):

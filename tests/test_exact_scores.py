@@ -19,15 +19,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ml_api.domain.models import ModelSpec
 from ml_api.errors import InvalidFeatures
+from ml_api.serving.loaded_model import LoadedModel
 from ml_api.serving.prediction import feature_row
-from ml_api.serving.registry import (
-    LoadedModel,
-    ModelRegistry,
-    ModelSpec,
-    reference_of,
-    register_model,
-)
+from ml_api.serving.registry import ModelRegistry, reference_of, register_model
 from ml_api.serving.training import train_demo_models
 from tests.model_zoo import FAMILIES, NAMES, RESTATED, X, Y, fitted, loaded, spec
 

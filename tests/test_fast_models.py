@@ -1,17 +1,23 @@
 """The fast single-row path gives the estimator's own predict and predict_proba, and serves
 only after the load-time gate finds it does."""
+import functools
 import logging
+import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from ml_api.serving import fast_proba as fast_proba_module
+from ml_api.serving.fast_gate import boundary_rows
 from ml_api.serving.fast_proba import fast_scorer
-from ml_api.serving.registry import LoadedModel, ModelRegistry
+from ml_api.serving.loaded_model import LoadedModel
+from ml_api.serving.registry import ModelRegistry
 from ml_api.serving.training import demo_dataset
-from tests.model_zoo import fitted, spec
+from tests.model_zoo import fitted, loaded, spec
 
 X, Y, _ = demo_dataset()
 N = X.shape[1]
@@ -114,3 +120,29 @@ def test_a_fast_path_that_fails_to_build_leaves_the_model_serving(monkeypatch, c
     assert model.fast_path is None and "could not be built" in caplog.text
     assert model.predict(X[0].tolist()) == (model.estimator.predict(X[:1])[0],
                                             model.estimator.predict_proba(X[:1])[0, 1])
+
+
+@functools.cache
+def _boundary(name: str) -> np.ndarray:
+    return boundary_rows(loaded(name)._fast, X[:40])
+
+
+@pytest.mark.parametrize("name", ["lr", "lr-scaled", "lr-scaled-no-std", "lr-no-intercept",
+                                  "lr-l1-liblinear-raw"])
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64),
+                       min_size=N, max_size=N),
+       near=st.floats(min_value=0.0, max_value=1.0))
+def test_logistic_bound_from_the_magnitude_never_decides_what_the_sum_leaves_open(
+        name, values, near):
+    """The a-priori bound (from max |x|) may settle a row only where the exact bound (from
+    sum |terms|) would: with it taken away (magnitude infinite), every answer is the same.
+    Rows are pulled towards the decision boundary, where the two differ."""
+    scorer = loaded(name)._fast
+    boundary = _boundary(name)
+    for row in (values, (boundary[int(near * (len(boundary) - 1))] * (1 + near * 1e-15))):
+        row = [float(v) for v in row]
+        magnitude = max(map(abs, row))
+        with np.errstate(all="ignore"):
+            fast, exact = scorer.score(row, magnitude), scorer.score(row, math.inf)
+        assert fast[0] == exact[0] and (fast[1] == exact[1] or fast[0] is None)

@@ -6,11 +6,14 @@ intercept_ added, and expit. Only the dot product's summation order may differ f
 kernel numpy picks, so the logit can differ in its last bits: within
 DOT_ERROR * (|intercept| + sum |terms|). The class is the sign of the logit, as
 LogisticRegression.predict decides it; a logit within that error of 0 is left to the
-estimator (None).
+estimator (None). sum |terms| costs a second pass over the row, so it is taken only when the
+logit is within an a-priori bound of that error, from the row's largest |value| and the
+weights' sums fixed at load.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from operator import mul, sub, truediv
 
 import numpy as np
@@ -25,6 +28,7 @@ from ml_api.serving.fast_scorer import EPS, FastScorer, sigmoid
 DOT_ERROR = 4 * 2.0 ** -53
 # Logits are kept far from overflow: any term or partial sum below this is finite.
 FINITE_LIMIT = 1e300
+TINY = 2.0 ** -1000  # far above what rounding subnormal numbers can lose, far below any logit
 
 
 def _parts(estimator) -> tuple[StandardScaler | None, LogisticRegression] | None:
@@ -71,16 +75,29 @@ def linear_scorer(estimator, n_features: int) -> FastScorer | None:
         return None
     n = n_features + 1
     error = DOT_ERROR * n
+    # sum |w_i / s_i|: each |term| is at most (max |x| + max |mean|) times its share of it.
+    weight_sum = sum(abs(w) / (1.0 if scale is None else s)
+                     for w, s in zip(weights, scale or [1.0] * n_features))
+    largest_mean = max(map(abs, mean)) if mean is not None else 0.0
+    # An a-priori bound on error * (sum |terms| + |intercept|) given max |x|: terms and sums
+    # round by a relative n * 2^-53 at most, which the factor 2 covers; TINY covers what
+    # subnormal terms may lose in absolute terms.
+    bound_slope = 2.0 * weight_sum
+    bound_offset = 2.0 * largest_mean * weight_sum + abs(intercept) + TINY
 
-    def terms(row) -> list[float]:
+    def terms(row) -> Iterator[float]:
         values = row if mean is None else map(sub, row, mean)
         values = values if scale is None else map(truediv, values, scale)
-        return list(map(mul, values, weights))
+        return map(mul, values, weights)
 
-    def score(row) -> tuple[bool | None, float]:
-        products = terms(row)
-        logit = sum(products) + intercept  # X @ coef_.T, then + intercept_
-        if abs(logit) > error * (sum(map(abs, products)) + abs(intercept)):
+    def score(row, magnitude: float | None = None) -> tuple[bool | None, float]:
+        logit = sum(terms(row)) + intercept  # X @ coef_.T, then + intercept_
+        if magnitude is None:
+            magnitude = max(map(abs, row))
+        size = abs(logit)
+        # A finite logit had no term overflow, so the a-priori bound holds for it.
+        if error * (magnitude * bound_slope + bound_offset) < size < math.inf \
+                or size > error * (sum(map(abs, terms(row))) + abs(intercept)):
             return logit > 0, sigmoid(logit)
         return None, math.nan  # on the boundary, or not finite: the estimator decides
 
@@ -89,10 +106,8 @@ def linear_scorer(estimator, n_features: int) -> FastScorer | None:
 
     # Below this magnitude, every scaled value and every partial sum stays finite, so the
     # estimator answers (and with a finite score).
-    slope = sum(abs(w) / (1.0 if scale is None else s)
-                for w, s in zip(weights, scale or [1.0] * n_features)) + 1.0
+    slope = weight_sum + 1.0
     smallest_scale = min(scale) if scale is not None else 1.0
-    largest_mean = max(map(abs, mean)) if mean is not None else 0.0
     safe = max(0.0, min((FINITE_LIMIT - abs(intercept)) / slope,
                         FINITE_LIMIT * min(1.0, smallest_scale)) - largest_mean)
     return FastScorer(score, tolerance, safe, "logistic regression")

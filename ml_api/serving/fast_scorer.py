@@ -16,10 +16,11 @@ class RefusedRow(ValueError):
 class FastScorer(NamedTuple):
     """A restated single-row scorer of a binary estimator.
 
-    score(row) -> (positive, probability): positive is True when the estimator's predict gives
-    its second class, None when the scorer cannot tell (a decision within its rounding error
-    of the boundary), and then the estimator decides. Raises RefusedRow for a row the
-    estimator refuses.
+    score(row, magnitude=None) -> (positive, probability): positive is True when the
+    estimator's predict gives its second class, None when the scorer cannot tell (a decision
+    within its rounding error of the boundary), and then the estimator decides. Raises
+    RefusedRow for a row the estimator refuses. `magnitude`, the row's largest |value| when
+    the caller has it, spares the scorer working it out.
     tolerance(row): the largest difference from predict_proba[:, 1] the scorer allows itself
     on that row.
     safe_magnitude: rows whose every |value| is at most this are never refused.

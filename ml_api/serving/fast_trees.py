@@ -9,6 +9,10 @@ infinite, float32 values compared against float64 thresholds, learning_rate * le
 tree after tree to the initial raw score. The raw score is therefore bit-identical; the class
 is its sign as GradientBoostingClassifier.predict decides it (raw >= 0), and the probability
 is the loss's own inverse link (expit(raw) for log_loss, expit(2 raw) for exponential).
+
+The loss and link classes that say which inverse link a fitted model uses come from
+scikit-learn's private sklearn._loss, which may change in any release: scikit-learn is pinned
+in pyproject.toml for this reason too, and a bump must pass tests/test_exact_scores.py.
 """
 from __future__ import annotations
 
@@ -105,7 +109,7 @@ def tree_scorer(model, n_features: int) -> FastScorer | None:
     exec(compile("\n".join(lines), "<gradient boosting trees>", "exec"), namespace)
     raw_score = namespace["raw_score"]
 
-    def score(row) -> tuple[bool | None, float]:
+    def score(row, magnitude: float | None = None) -> tuple[bool | None, float]:
         raw = raw_score(row)
         return raw >= 0, sigmoid(factor * raw)
 

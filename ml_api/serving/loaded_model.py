@@ -3,7 +3,6 @@ its own predict and predict_proba. Either way the answer is the estimator's own:
 always model.predict(row), and a row the estimator refuses is InvalidFeatures."""
 from __future__ import annotations
 
-import logging
 import math
 from typing import Sequence
 
@@ -16,10 +15,8 @@ from ml_api.errors import InvalidFeatures
 from ml_api.serving.fast_proba import fast_scorer
 from ml_api.serving.fast_scorer import RefusedRow
 
-log = logging.getLogger(__name__)
 # Rows within this magnitude go to the estimator with scikit-learn's finiteness checks off
-# (the service has checked finiteness); larger ones get every check, and are looked at
-# before anything is stored (LoadedModel.check).
+# (the service has checked finiteness); larger ones get every check.
 UNCHECKED_MAGNITUDE = 2.0 ** 53
 # Estimators whose predict is by definition the argmax of their predict_proba.
 ARGMAX_PREDICT = (RandomForestClassifier, ExtraTreesClassifier, DecisionTreeClassifier)
@@ -44,9 +41,12 @@ class LoadedModel:
         self._fast = fast_scorer(estimator, self.n_features, spec.reference, spec.key) \
             if self.binary else None
         self._score = self._fast.score if self._fast is not None else None
-        # Rows with every |value| up to this are never refused by this model.
+        # Rows with every |value| up to this are never refused by this model. Only a restated
+        # scorer knows such a bound; an estimator of any other kind may refuse any row (a
+        # log transform refuses negative values), so each row is put to it before anything
+        # is stored (check).
         self.safe_magnitude = (self._fast.safe_magnitude if self._fast is not None
-                               else UNCHECKED_MAGNITUDE)
+                               else -math.inf)
         final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
         self._argmax_predict = isinstance(final, ARGMAX_PREDICT)
 
@@ -60,28 +60,34 @@ class LoadedModel:
         this row: the fast path's (docs/api.md), 0 for the estimator's own methods."""
         return self._fast.tolerance(row) if self._fast is not None else 0.0
 
-    def predict(self, row: Sequence[float]) -> tuple[object, float | None]:
+    def predict(self, row: Sequence[float],
+                magnitude: float | None = None) -> tuple[object, float | None]:
         """(prediction, score): score is the positive-class probability for a binary classifier,
         the predicted class's probability for a multi-class one, None without predict_proba.
-        InvalidFeatures when the estimator refuses the row or gives it no finite score."""
+        InvalidFeatures when the estimator refuses the row or gives it no finite score.
+        `magnitude`: the row's largest |value|, when the caller has it."""
         if self._score is not None:
             try:
-                positive, score = self._score(row)
+                positive, score = self._score(row, magnitude)
             except RefusedRow as exc:
                 raise InvalidFeatures(f"model {self.spec.key} refuses these features: {exc}")
             if positive is not None:
                 return self._classes[positive], score
-        return self._own(row)
+        return self._own(row, magnitude)
 
-    def check(self, row: Sequence[float], magnitude: float) -> None:
-        """InvalidFeatures, before anything is stored, if this model would refuse the row
-        (`magnitude`: its largest |value|)."""
+    def check(self, row: Sequence[float], magnitude: float) -> tuple[object, float | None] | None:
+        """Before anything is stored: InvalidFeatures if this model would refuse the row
+        (`magnitude`: its largest |value|), else its answer, or None when it refuses no row
+        of that magnitude and was not asked."""
         if magnitude > self.safe_magnitude:
-            self.predict(row)
+            return self.predict(row, magnitude)
+        return None
 
-    def _own(self, row: Sequence[float]) -> tuple[object, float | None]:
+    def _own(self, row: Sequence[float], magnitude: float | None) -> tuple[object, float | None]:
         x = np.asarray(row, dtype=np.float64).reshape(1, -1)
-        checked = max(map(abs, row)) > UNCHECKED_MAGNITUDE
+        if magnitude is None:
+            magnitude = max(map(abs, row))
+        checked = magnitude > UNCHECKED_MAGNITUDE
         try:
             # Finiteness is checked before rows get here; skipping sklearn's own check saves a
             # share of a single-row call, but not where a float32 cast may overflow.

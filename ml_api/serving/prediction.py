@@ -115,10 +115,11 @@ class PredictionService:
         row = feature_row(request.features, self._model(experiment.control.model_key,
                                                         experiment.name).spec.feature_names)
         magnitude = max(map(abs, row))
-        if magnitude > self._registry.safe_magnitude:  # a model may refuse it: ask them all
-            for candidate in experiment.variants:
-                self._model(candidate.model_key, experiment.name).check(row, magnitude)
+        screened = {}
         if running:
+            # Every model the uid may get is first asked whether it refuses the row: a
+            # refused row leaves nothing stored, not even the exposure.
+            screened = self._screen(experiment, row, magnitude)
             try:
                 name, first = self._assigner.assign(experiment, request.uid, request.covariate)
                 variant = experiment.variant(name)
@@ -127,9 +128,10 @@ class PredictionService:
         else:
             variant = experiment.serving_variant
         model = self._model(variant.model_key, experiment.name, variant.name)
-        model_started = time.perf_counter()
+        answer, spent = screened.get(variant.model_key, (None, 0.0))
+        model_started = time.perf_counter() - spent  # a screened answer took its time then
         try:
-            prediction, score = model.predict(row)
+            prediction, score = answer if answer is not None else model.predict(row, magnitude)
         except InvalidFeatures as exc:  # the model itself refuses the row: a client error
             raise with_event_fields(exc, experiment=experiment.name, group=variant.name,
                                     model_name=model.spec.name,
@@ -162,6 +164,31 @@ class PredictionService:
                     "primary_variant": variant.name, "primary_prediction": prediction,
                     "primary_score": score, "primary_ms": result.model_latency_ms})
         return result
+
+    def _screen(self, experiment, row: list[float], magnitude: float) -> dict:
+        """Each variant's model that may refuse this row is asked before anything is stored:
+        InvalidFeatures when one refuses it. Their answers, with the seconds each took, by
+        model key, so that the assigned variant's model is not asked twice."""
+        answers: dict = {}
+        if magnitude <= self._registry.safe_magnitude:
+            return answers
+        for candidate in experiment.variants:
+            key = candidate.model_key
+            if key in answers:
+                continue
+            model = self._model(key, experiment.name)
+            started = time.perf_counter()
+            try:
+                answer = model.check(row, magnitude)
+            except InvalidFeatures:
+                raise
+            except Exception:  # noqa: BLE001
+                # A model bug, not a refusal: the request that model serves asks it again
+                # and reports the failure.
+                continue
+            if answer is not None:
+                answers[key] = (answer, time.perf_counter() - started)
+        return answers
 
     def _model(self, key: str, experiment: str | None = None, group: str | None = None):
         model = self._registry.get(key)
