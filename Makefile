@@ -45,10 +45,11 @@ test: $(VENV)/.test-deps services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) stack-test
 
-# The quick loop: unit and in-process tests, no servers, gunicorn, Locust, Chromium or
-# containers (markers in pyproject.toml; conftest.py marks what needs the real servers).
+# The quick loop, on every core: unit and in-process tests, no servers, gunicorn, Locust,
+# Chromium or containers (markers in pyproject.toml; conftest.py marks what needs the real
+# servers).
 test-fast: $(VENV)/.test-deps
-	$(BIN)/python -m pytest -m "not integration and not slow" -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not integration and not slow" -q -n auto $(PYTEST_ARGS)
 
 # Builds every image of docker-compose.yml (over base images made from Debian packages), runs
 # the stack with two API replicas behind nginx and checks it end to end (tests/stack/run.py).
