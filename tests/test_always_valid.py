@@ -109,7 +109,7 @@ def test_running_values_are_the_minimum_and_intersection_over_the_stored_looks(s
         if row["ci_low"] is not None:
             assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=1e-9)
     running = comparison(services, world.name)["running"]
-    assert running["looks"] == len(looks) + 1  # the stored looks and the one taken now
+    assert running["looks"] == len(looks)  # the stored looks only: the read adds nothing new
     assert running["p_value"] == pytest.approx(min(e[1] for e in expected), rel=1e-9,
                                                abs=1e-12)
     low = max(e[2] for e in expected)
@@ -151,3 +151,41 @@ def test_a_sample_ratio_mismatch_reverses_a_decision_and_the_audit_log_says_why(
     assert entry["after"]["reason"].startswith("sample ratio mismatch")
     assert entry["before"]["decision"]["winner"] == "b"
     assert services.admin.results(world.name)["decision"]["outcome"] == "sample_ratio_mismatch"
+
+
+def test_a_read_that_shows_a_winner_stores_its_look_and_a_later_read_still_shows_it(services):
+    """Before, a read folded an unstored look of its own into the running values: a first
+    read said "winner", and a read after the evidence weakened said "keep running"."""
+    world = World(services)
+    world.add("a", 150, 10)
+    world.add("b", 150, 60)
+    first = services.admin.results(world.name)  # no look stored yet by the supervisor
+    assert first["decision"]["outcome"] == "winner" and first["decision"]["winner"] == "b"
+    assert len(world.stored()) == 1 == first["comparisons"][0]["running"]["looks"]
+    world.add("a", 400, 200)
+    world.add("b", 400, 150)
+    later = services.admin.results(world.name)
+    assert later["comparisons"][0]["sequential"]["p_value"] > ALPHA  # this look alone: nothing
+    assert later["decision"]["outcome"] == "winner" and later["decision"]["winner"] == "b"
+    assert later["comparisons"][0]["running"] == first["comparisons"][0]["running"]
+
+
+def test_a_read_that_changes_nothing_stores_no_look(services):
+    world = World(services)
+    world.add("a", 30, 10)
+    world.add("b", 30, 11)
+    results = services.admin.results(world.name)
+    assert results["decision"]["outcome"] != "winner"
+    assert world.stored() == [] and results["comparisons"][0]["running"] is None
+
+
+def test_holm_counts_every_declared_challenger_even_one_without_data_yet():
+    """Before, the family was only the comparisons with values: a challenger with no
+    exposures yet left the other one tested at alpha instead of alpha / 2."""
+    from ml_api.stats.always_valid import adjust_over_family
+    running = [{"p_value": 0.03}]
+    adjust_over_family(running, family=2)
+    assert running[0]["p_value_adjusted"] == pytest.approx(0.06)
+    both = [{"p_value": 0.03}, {"p_value": 0.5}]
+    adjust_over_family(both, family=2)
+    assert [r["p_value_adjusted"] for r in both] == pytest.approx([0.06, 0.5])

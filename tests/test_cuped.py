@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 from scipy import stats
 
+from ml_api.records.engine import utcnow
 from ml_api.stats.cuped import CovariateSums, cuped_effect
 
 
@@ -176,6 +177,7 @@ def test_results_adjust_for_the_covariate_sent_with_predict_as_ols_does(services
         rows.append((np.nan if sent is None else x, float(group == "b"), y))
     x, treated, y = (np.array(column) for column in zip(*rows))
     fit, _ = ols_fit(x, treated, y)
+    services.admin.take_look("cuped", utcnow())  # the supervisor's look: running values
     results = services.admin.results("cuped")
     cuped = results["comparisons"][0]["cuped"]
     assert cuped["applied"] and cuped["missing"] == int(np.isnan(x).sum()) > 0

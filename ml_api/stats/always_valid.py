@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from ml_api.stats.inference import holm
+
 
 @dataclass(frozen=True)
 class Look:
@@ -36,3 +38,12 @@ def running_values(looks: list[Look]) -> dict | None:
     return {"test": looks[-1].test, "looks": len(looks), "p_value": best.p_value,
             "estimate": best.estimate, "absolute_lift_ci": [low, high],
             "minimum_at": None if best.at is None else best.at.isoformat()}
+
+
+def adjust_over_family(running: list[dict], family: int) -> None:
+    """Set each running block's `p_value_adjusted`, Holm over the experiment's whole family
+    of `family` declared comparisons: one without values yet counts as p = 1, so a
+    comparison decided before the others have data meets the same bar as after."""
+    padded = [r["p_value"] for r in running] + [1.0] * max(family - len(running), 0)
+    for value, adjusted in zip(running, holm(padded)):
+        value["p_value_adjusted"] = adjusted

@@ -13,7 +13,7 @@ from scipy import stats
 
 from ml_api.domain.experiments import Experiment
 from ml_api.stats import inference as st
-from ml_api.stats.always_valid import Look, running_values
+from ml_api.stats.always_valid import Look, adjust_over_family, running_values
 from ml_api.stats.cuped import CovariateSums, cuped_effect
 from ml_api.stats.decision import SRM_THRESHOLD, decide, decisive_test
 
@@ -132,25 +132,26 @@ def current_look(comparison: dict, test: str) -> Look | None:
     return Look(None, test, estimate, block["sequential"]["p_value"], low, high)
 
 
-def _add_running(comparisons: dict, test: str, looks: dict[str, list[Look]]) -> None:
-    """Each comparison's running values over its stored looks and the current one, the
-    running p-values Holm-adjusted across the comparisons."""
+def _add_running(comparisons: dict, test: str, looks: dict[str, list[Look]], family: int,
+                 include_now: bool) -> None:
+    """Each comparison's running values over its stored looks (and the current one with
+    `include_now`), the running p-values Holm-adjusted over the `family` of challengers."""
     for name, comparison in comparisons.items():
-        now = current_look(comparison, test)
+        now = current_look(comparison, test) if include_now else None
         comparison["running"] = running_values(looks.get(name, []) + ([now] if now else []))
-    running = [c["running"] for c in comparisons.values() if c["running"]]
-    for value, adjusted in zip(running, st.holm([r["p_value"] for r in running])):
-        value["p_value_adjusted"] = adjusted
+    adjust_over_family([c["running"] for c in comparisons.values() if c["running"]], family)
 
 
 def experiment_results(experiment: Experiment, exposures: dict[str, int],
                        expected: dict[str, float], sums: dict[str, MetricSums],
                        covariates: dict[str, CovariateSums] | None = None,
-                       looks: dict[str, list[Look]] | None = None) -> dict:
+                       looks: dict[str, list[Look]] | None = None,
+                       include_now: bool = True) -> dict:
     """The whole results document of an experiment from its counters: per-variant
     summaries, comparisons against the control (each also adjusted for a covariate with
     CUPED), the running always-valid values over the stored
-    `looks` and this one, the sample-ratio check, sample size, decision."""
+    `looks` (and this one, with `include_now`), the sample-ratio check, sample size,
+    decision."""
     alpha = experiment.setting("alpha")
     names = [v.name for v in experiment.variants]
     summaries = {name: _summary(exposures.get(name, 0), sums.get(name, MetricSums()), alpha)
@@ -173,7 +174,8 @@ def experiment_results(experiment: Experiment, exposures: dict[str, int],
         for cuped, p_value in zip(adjusted, st.holm([c["sequential"]["p_value"]
                                                      for c in adjusted])):
             cuped["sequential"]["p_value_adjusted"] = p_value
-    _add_running(comparisons, decisive_test(experiment), looks or {})
+    _add_running(comparisons, decisive_test(experiment), looks or {},
+                 len(names) - 1, include_now)
 
     srm_p = None if experiment.strategy == "shadow" else st.srm_pvalue(
         [exposures.get(n, 0) for n in names], [expected.get(n, 0.0) for n in names])

@@ -8,8 +8,7 @@ across the shadow models, and a reached decision is kept. Pure: no I/O.
 from __future__ import annotations
 
 from ml_api.domain.experiments import Experiment
-from ml_api.stats import inference as st
-from ml_api.stats.always_valid import Look, running_values
+from ml_api.stats.always_valid import Look, adjust_over_family, running_values
 
 PAIRED = "paired"
 TEST = "paired log-loss sequential test"
@@ -24,22 +23,21 @@ def paired_look(block: dict | None) -> Look | None:
     return Look(None, PAIRED, block["difference"], block["sequential"]["p_value"], low, high)
 
 
-def shadow_decision(experiment: Experiment, paired: dict, looks: dict[str, list[Look]]) -> dict:
+def shadow_decision(experiment: Experiment, paired: dict, looks: dict[str, list[Look]],
+                    include_now: bool = True) -> dict:
     """Adds the running values to each shadow's paired block and returns the decision:
     the best shadow model significantly better than the primary wins; the primary wins
     when every shadow model is significantly worse; otherwise keep running."""
     alpha, primary = experiment.setting("alpha"), experiment.control.name
     running = {}
     for name, block in paired.items():
-        now = paired_look(block)
+        now = paired_look(block) if include_now else None
         value = running_values(looks.get(name, []) + ([now] if now else []))
         if block is not None:
             block["running"] = value
         if value is not None:
             running[name] = value
-    for value, adjusted in zip(running.values(), st.holm([r["p_value"]
-                                                          for r in running.values()])):
-        value["p_value_adjusted"] = adjusted
+    adjust_over_family(list(running.values()), len(experiment.variants) - 1)
     if experiment.config.get("decision"):
         return dict(experiment.config["decision"])
     significant = {n: r for n, r in running.items() if r["p_value_adjusted"] <= alpha}
