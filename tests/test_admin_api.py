@@ -96,11 +96,12 @@ def test_patch_changes_weights_and_settings_and_everything_is_audited(client, ad
     create(client, admin_headers)
     client.post("/experiments/checkout/start", headers=admin_headers)
     patched = client.patch("/experiments/checkout", headers=admin_headers,
-                           json={"weights": {"champion": 10, "challenger": 90}, "alpha": 0.01})
+                           json={"weights": {"champion": 10, "challenger": 90},
+                                 "auto_stop": True})
     assert patched.status_code == 200
     body = patched.get_json()
     assert [v["weight"] for v in body["variants"]] == [10, 90]
-    assert body["settings"]["alpha"] == 0.01
+    assert body["settings"]["auto_stop"] is True
     client.post("/experiments/checkout/promote", json={"variant": "champion"},
                 headers=admin_headers)
     audit = client.get("/experiments/checkout/audit", headers=admin_headers).get_json()
@@ -204,3 +205,20 @@ def test_bad_patches_are_422_and_change_nothing(client, admin_headers, body, cod
     actions = [e["action"] for e in client.get("/experiments/checkout/audit",
                                                 headers=admin_headers).get_json()["entries"]]
     assert actions == ["create"]
+
+
+@pytest.mark.parametrize("setting,value", [("alpha", 0.01), ("tau", 0.1), ("mde", 0.05),
+                                           ("metric_type", "mean"), ("quality_tau", 0.1),
+                                           ("quality_mde", 0.1)])
+def test_a_setting_that_defines_the_test_is_fixed_once_the_experiment_started(
+        client, admin_headers, setting, value):
+    """Before, alpha, tau, mde and the metric type could change between looks, mixing two
+    tests in one running minimum and a tau chosen after seeing the data."""
+    create(client, admin_headers)
+    assert client.patch("/experiments/checkout", json={setting: value},
+                        headers=admin_headers).status_code == 200  # a draft may change it
+    client.post("/experiments/checkout/start", headers=admin_headers)
+    response = client.patch("/experiments/checkout", json={setting: value},
+                            headers=admin_headers)
+    assert response.status_code == 422 and response.get_json()["error"] == "invalid_experiment"
+    assert setting in response.get_json()["message"]

@@ -27,6 +27,7 @@ from ml_api.experiments.catalog import ExperimentCatalog
 from ml_api.experiments.reading import ResultsReader
 from ml_api.experiments.specs import (
     PATCH_KEYS,
+    TEST_KEYS,
     parse_experiment_spec,
     parse_weights,
     require_object,
@@ -142,6 +143,10 @@ class ExperimentAdmin:
         unknown = sorted(set(body) - PATCH_KEYS)
         if unknown:
             raise InvalidExperiment(f"these fields cannot be changed: {', '.join(unknown)}")
+        fixed = sorted(set(body) & TEST_KEYS) if experiment.status != DRAFT else []
+        if fixed:
+            raise InvalidExperiment("these settings define the test and are fixed once the "
+                                    f"experiment has started: {', '.join(fixed)}")
         known = {v.name for v in experiment.variants}
         weights = {}
         if "weights" in body:

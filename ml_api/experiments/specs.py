@@ -9,6 +9,10 @@ from ml_api.validation import NAME, finite_number, metric_name, require_object
 SPEC_KEYS = {"name", "variants", "strategy", "metric", "salt", *DEFAULT_SETTINGS}
 # The decisive test (cuped) is fixed at creation: no guarantee covers a switch between looks.
 PATCH_KEYS = {"weights", "variants", *DEFAULT_SETTINGS} - {"cuped"}
+# The settings that define the tests (tau defaults to mde) are fixed once the experiment has
+# started: looks taken under one test and read under another would mix two tests, and a tau
+# chosen after seeing data is not covered by the always-valid guarantee.
+TEST_KEYS = {"alpha", "tau", "mde", "metric_type", "quality_tau", "quality_mde"}
 
 
 def validate_canary(canary) -> dict:
