@@ -97,7 +97,10 @@ def test_dashboard_renders_the_results_in_chromium(embedded_settings, admin_head
     for results in (api, cuped):
         c = results["comparisons"][0]
         shown = running[results["experiment"], c["variant"]]["data-running-p"]
-        assert float(shown) == pytest.approx(c["running"]["p_value_adjusted"])
+        if c["running"] is None:  # no look stored yet (no supervisor here): none shown
+            assert shown == ""
+        else:
+            assert float(shown) == pytest.approx(c["running"]["p_value_adjusted"])
     # CUPED-adjusted progress: the unadjusted size over the observed variance reduction
     size = cuped["sample_size"]
     assert size["variance_reduction_factor"] > 1
@@ -204,7 +207,7 @@ def test_effect_over_time_narrows_as_a_known_effect_accumulates(embedded_setting
     assert [float(a["data-cuped"]) for a in shown] == pytest.approx(
         [revenue["sample_size"]["variance_reduction_factor"]])
     assert revenue["sample_size"]["variance_reduction_factor"] > 1.5
-    assert revenue["comparisons"][0]["running"]["looks"] == 7  # six stored, and this one
+    assert revenue["comparisons"][0]["running"]["looks"] == 6  # the six stored looks
     assert shot.returncode == 0
 
 
