@@ -101,10 +101,12 @@ def valid_bodies():
         ("post", "/experiments", spec_full, 201),
         ("patch", "/experiments/{name}", {}, 200),
         ("patch", "/experiments/{name}", {"weights": {"control": 60, "variation": 40},
-                                          "alpha": 0.05, "min_sample_size": 5,
+                                          "min_sample_size": 5,
                                           "auto_stop": False, "max_duration_hours": None,
-                                          "mde": 0.02, "epsilon": 0.1, "min_share": 0.05},
+                                          "epsilon": 0.1, "min_share": 0.05},
          200),
+        # the demo experiment runs: the settings that define its test are fixed
+        ("patch", "/experiments/{name}", {"alpha": 0.05, "mde": 0.02}, 422),
         ("post", "/experiments/{name}/promote", {"variant": "control"}, 200),
     ]
 
